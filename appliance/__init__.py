@@ -1,0 +1,81 @@
+"""Hexvault: a self-hosted private Hex package registry.
+
+``create_app(config)`` is the composition root: it opens the runtime (database, blob store,
+keys) and registers the repository, API and admin blueprints. Nothing runs at import time.
+"""
+
+import logging
+import re
+
+__version__ = "0.1.0"
+
+
+class MergeSlashes:
+    """Collapse '//' in request paths in place. Clients join ``base + "/" + path``, so a base URL
+    with a trailing slash yields '//'; Werkzeug would answer that with a 308 to a URL built from
+    the Host header, and Hex would re-send a whole upload (hex-protocol.md §8.13)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if "//" in path:
+            environ["PATH_INFO"] = re.sub("/{2,}", "/", path)
+        return self.app(environ, start_response)
+
+
+def create_app(config=None, runtime=None):
+    from flask import Flask, redirect, url_for
+
+    from appliance.config import load_config
+    from appliance.db import database
+    from appliance.routes import api, repository
+    from appliance.routes.responses import register_error_handlers
+    from appliance.runtime import open_runtime
+
+    config = config or load_config()
+    runtime = runtime or open_runtime(config)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=runtime.app_secret,
+        # Body size is checked per route (tarballs) and by waitress; Flask's own cap would answer
+        # before the view can name the limit.
+        MAX_CONTENT_LENGTH=None,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.secure_cookies,
+        SESSION_COOKIE_NAME="hexvault_session",
+    )
+    app.extensions["hexvault"] = runtime
+    app.wsgi_app = MergeSlashes(app.wsgi_app)
+
+    @app.before_request
+    def _connect():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(_exc):
+        if not database.is_closed():
+            database.close()
+
+    register_error_handlers(app)
+    app.register_blueprint(repository.bp)
+    app.register_blueprint(api.bp)
+
+    try:
+        import webui
+    except ImportError:  # the admin UI is optional while it is being built
+        webui = None
+    if webui is not None and hasattr(webui, "init_app"):
+        webui.init_app(app)
+
+    @app.get("/")
+    def index():
+        if "webui.index" in app.view_functions:
+            return redirect(url_for("webui.index"))
+        return {"name": "hexvault", "version": __version__}
+
+    return app

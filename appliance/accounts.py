@@ -1,0 +1,98 @@
+"""Users: creation, bcrypt passwords, login checks."""
+
+import re
+import secrets
+
+import bcrypt
+import peewee
+
+from appliance import audit
+from appliance.db import write_tx
+from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
+from appliance.models import User, utcnow
+
+USERNAME_RE = re.compile(r"^[a-z0-9_\-.]{3,40}$")
+MIN_PASSWORD = 8
+# bcrypt only looks at the first 72 bytes; refuse longer rather than silently truncate.
+MAX_PASSWORD_BYTES = 72
+
+
+def generate_password():
+    return secrets.token_urlsafe(15)
+
+
+def hash_password(password, rounds=12):
+    _check_password(password)
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+def _check_password(password):
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise Invalid("Validation error(s)", {"password": f"must be at least {MIN_PASSWORD} characters"})
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise Invalid("Validation error(s)", {"password": f"must be at most {MAX_PASSWORD_BYTES} bytes"})
+
+
+def create_user(username, password, *, email=None, is_admin=False, rounds=12, actor=audit.CLI):
+    username = (username or "").strip().lower()
+    if not USERNAME_RE.match(username):
+        raise Invalid("Validation error(s)",
+                      {"username": "use 3-40 characters: lowercase letters, digits, _ - ."})
+    password_hash = hash_password(password, rounds)
+    try:
+        with write_tx():
+            user = User.create(username=username, email=email or None, password_hash=password_hash,
+                               is_admin=is_admin)
+            audit.record(actor, "user.create", target=username, admin=is_admin or None)
+    except peewee.IntegrityError:
+        raise Conflict(f"user {username} already exists", {"username": "has already been taken"}) from None
+    return user
+
+
+def get_user(username):
+    user = User.get_or_none(User.username == (username or "").lower())
+    if user is None:
+        raise NotFound(f"no user named {username}")
+    return user
+
+
+def list_users():
+    return list(User.select().order_by(User.username))
+
+
+def set_password(user, password, *, rounds=12, actor=audit.CLI):
+    password_hash = hash_password(password, rounds)
+    with write_tx():
+        User.update(password_hash=password_hash, updated_at=utcnow()).where(User.id == user.id).execute()
+        audit.record(actor, "user.password", target=user.username)
+    user.password_hash = password_hash
+
+
+def set_admin(user, is_admin, *, actor=audit.CLI):
+    with write_tx():
+        User.update(is_admin=is_admin, updated_at=utcnow()).where(User.id == user.id).execute()
+        audit.record(actor, "user.admin" if is_admin else "user.unadmin", target=user.username)
+    user.is_admin = is_admin
+
+
+def set_disabled(user, disabled, *, actor=audit.CLI):
+    stamp = utcnow() if disabled else None
+    with write_tx():
+        User.update(disabled_at=stamp, updated_at=utcnow()).where(User.id == user.id).execute()
+        audit.record(actor, "user.disable" if disabled else "user.enable", target=user.username)
+    user.disabled_at = stamp
+
+
+_DUMMY_HASH = bcrypt.hashpw(b"timing-equalizer", bcrypt.gensalt(4))
+
+
+def check_login(username, password):
+    """The user for a correct username and password, else Unauthenticated (same message either way)."""
+    user = User.get_or_none(User.username == (username or "").strip().lower())
+    candidate = (password or "").encode()[:MAX_PASSWORD_BYTES]
+    if user is None or not user.password_hash or user.disabled_at is not None:
+        bcrypt.checkpw(candidate, _DUMMY_HASH)  # keep timing similar for unknown users
+        raise Unauthenticated("invalid username and password combination")
+    if not bcrypt.checkpw(candidate, user.password_hash.encode()):
+        raise Unauthenticated("invalid username and password combination")
+    return user

@@ -1,0 +1,52 @@
+"""The audit log: who did what, written inside the same transaction as the change itself."""
+
+import dataclasses
+
+from appliance.models import AuditLog
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditContext:
+    """Who is acting and from where; built by the web layer or the CLI and passed in as data."""
+
+    user: object = None  # models.User or None
+    key_name: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    via: str = "api"  # api, web, cli, import
+
+    @property
+    def actor(self):
+        if self.user is not None:
+            name = self.user.username
+            return f"{name} (key {self.key_name})" if self.key_name else name
+        if self.key_name:
+            return f"key {self.key_name}"
+        return self.via
+
+
+CLI = AuditContext(via="cli")
+SYSTEM = AuditContext(via="system")
+
+
+def record(ctx, action, organization=None, target=None, **details):
+    """Write one audit row; call it inside the caller's write_tx()."""
+    org_name = getattr(organization, "name", organization)
+    details = {k: v for k, v in details.items() if v is not None}
+    details.setdefault("via", ctx.via)
+    return AuditLog.create(
+        user=ctx.user, actor=ctx.actor, action=action, organization=org_name, target=target,
+        details=details, ip=ctx.ip, user_agent=(ctx.user_agent or "")[:300] or None)
+
+
+def entries(organization=None, username=None, action=None, limit=200, before_id=None):
+    query = AuditLog.select().order_by(AuditLog.id.desc())
+    if organization:
+        query = query.where(AuditLog.organization == organization)
+    if username:
+        query = query.where(AuditLog.actor.startswith(username))
+    if action:
+        query = query.where(AuditLog.action.startswith(action))
+    if before_id:
+        query = query.where(AuditLog.id < before_id)
+    return list(query.limit(limit))

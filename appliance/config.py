@@ -1,0 +1,162 @@
+"""Hexvault settings: one table, one file, ``HEXVAULT_*`` environment variables.
+
+Precedence, lowest first: the default in ``SETTINGS``, the TOML config file (``--config`` or
+``HEXVAULT_CONFIG``), then ``HEXVAULT_<NAME>`` environment variables. An unknown key or a value
+that does not parse stops start-up with the setting's name.
+
+To add a setting: add one ``Setting`` row below (name, default, parser, help), read it as
+``config.<name>`` where it is needed, and document it in README.md (tests/test_config.py checks
+that every setting appears there).
+"""
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+
+from appliance.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _int(value):
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+def _str(value):
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object
+    parse: object
+    help: str
+    secret: bool = False
+
+
+SETTINGS = (
+    Setting("data_dir", "/var/lib/hexvault", _str, "Directory holding the database, blobs, signing keys and import folder."),
+    Setting("host", "127.0.0.1", _str, "Address `hexvault serve` listens on."),
+    Setting("port", 8000, _int, "Port `hexvault serve` listens on."),
+    Setting("base_url", "", _str, "External URL clients use (e.g. http://hex.corp:8000); defaults to http://HOST:PORT."),
+    Setting("threads", 8, _int, "Worker threads of the waitress server."),
+    Setting("default_organization", "", _str,
+            "Organization that receives API calls without /repos/ORG (and /api/repos/hexpm); defaults to the one made by init."),
+    Setting("max_tarball_size", 16 * MiB, _int, "Largest package or docs tarball accepted, in bytes (hex.pm: 16 MiB)."),
+    Setting("max_uncompressed_size", 128 * MiB, _int, "Largest uncompressed package contents or docs, in bytes (hex.pm: 128 MiB)."),
+    Setting("bcrypt_rounds", 12, _int, "bcrypt cost for passwords; tests lower it."),
+    Setting("secure_cookies", False, _bool, "Mark session cookies Secure; turn on when served over HTTPS."),
+    Setting("trusted_proxy", False, _bool, "Take the client address from X-Forwarded-For (only behind your own proxy)."),
+    Setting("log_level", "INFO", _str, "Logging level: DEBUG, INFO, WARNING or ERROR."),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: str
+    host: str
+    port: int
+    base_url: str
+    threads: int
+    default_organization: str
+    max_tarball_size: int
+    max_uncompressed_size: int
+    bcrypt_rounds: int
+    secure_cookies: bool
+    trusted_proxy: bool
+    log_level: str
+    source: str = ""
+
+    @property
+    def data_path(self):
+        return Path(self.data_dir)
+
+    @property
+    def database_path(self):
+        return self.data_path / "hexvault.db"
+
+    @property
+    def blob_path(self):
+        return self.data_path / "blobs"
+
+    @property
+    def keys_path(self):
+        return self.data_path / "keys"
+
+    @property
+    def import_path(self):
+        return self.data_path / "import"
+
+    @property
+    def external_url(self):
+        """URL printed in client set-up commands, without a trailing slash."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def with_updates(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(setting, value, origin):
+    try:
+        return setting.parse(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {setting.name} from {origin}: {exc}") from None
+
+
+def load_config(path=None, environ=None, **overrides):
+    """Build the effective Config from defaults, the file at ``path`` and the environment."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("HEXVAULT_CONFIG") or None
+    values = {s.name: s.default for s in SETTINGS}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                from_file = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        for key, value in from_file.items():
+            setting = SETTINGS_BY_NAME.get(key)
+            if setting is None:
+                raise ConfigError(f"config file {path}: unknown setting {key!r}")
+            values[key] = _parse(setting, value, path)
+    for setting in SETTINGS:
+        env_name = "HEXVAULT_" + setting.name.upper()
+        if env_name in environ:
+            values[setting.name] = _parse(setting, environ[env_name], env_name)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        setting = SETTINGS_BY_NAME.get(key)
+        if setting is None:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _parse(setting, value, "command line")
+    values["data_dir"] = os.path.abspath(values["data_dir"])
+    return Config(source=str(path or ""), **values)
+
+
+def describe(config):
+    """(name, value) pairs of the effective settings, for `hexvault show-config`."""
+    return [(s.name, getattr(config, s.name)) for s in SETTINGS]

@@ -1,0 +1,87 @@
+"""Typed errors of the Hexvault domain.
+
+Each failure kind is one subclass carrying the HTTP status a client should see and a
+message written for the mix/rebar3 user who reads it. Only ``appliance.routes.responses``
+and the web UI turn these into responses; domain code just raises them.
+"""
+
+
+class HexvaultError(Exception):
+    """Base class: a failure the user should be told about, with an HTTP status."""
+
+    status = 400
+    message = "Bad request"
+
+    def __init__(self, message=None, errors=None):
+        self.message = message or self.message
+        # Hex clients expect ``errors`` values to be strings or nested maps, never lists.
+        self.errors = errors or {}
+        super().__init__(self.message)
+
+
+class Unauthenticated(HexvaultError):
+    """No credential, or one that does not exist or was revoked."""
+
+    status = 401
+    message = "missing authentication information"
+
+
+class Forbidden(HexvaultError):
+    """A valid credential without the permission the action needs."""
+
+    status = 403
+    message = "key not authorized for this action"
+
+
+class NotFound(HexvaultError):
+    """The thing does not exist, or the caller may not know that it does."""
+
+    status = 404
+    message = "Page not found"
+
+
+class Conflict(HexvaultError):
+    """The change clashes with what is stored (e.g. a name already taken)."""
+
+    status = 409
+    message = "Conflict"
+
+
+class Invalid(HexvaultError):
+    """Input that fails validation; ``errors`` maps field to message."""
+
+    status = 422
+    message = "Validation error(s)"
+
+
+class InvalidTarball(Invalid):
+    """A package or docs tarball that cannot be accepted; the reason goes under errors.tar."""
+
+    def __init__(self, reason):
+        super().__init__("Validation error(s)", {"tar": reason})
+        self.reason = reason
+
+
+class InvalidMetadata(InvalidTarball):
+    """metadata.config cannot be read safely or lacks what Hex requires."""
+
+
+class TooLarge(HexvaultError):
+    """A request body over the configured size limit."""
+
+    status = 413
+    message = "Request entity too large"
+
+
+class NotInitialized(HexvaultError):
+    """The data directory has not been set up with ``hexvault init``."""
+
+    status = 503
+    message = "data directory is not initialized; run `hexvault init`"
+
+
+class ConfigError(HexvaultError):
+    """A setting has an unknown name or a value that cannot be parsed."""
+
+    status = 500
+    message = "invalid configuration"

@@ -1,0 +1,200 @@
+"""API and repository keys: create (the secret is returned once), authenticate, revoke, rotate.
+
+Like hexpm, the secret is 16 random bytes as 32 hex characters; the database stores only
+HMAC-SHA256(app secret, secret) as two 32-character halves. The first half is an indexed
+lookup, the second is compared in constant time, so neither a database leak nor a timing
+side channel reveals a usable key. Revocation is a timestamp checked on every request.
+"""
+
+import datetime
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+
+import peewee
+
+from appliance import audit
+from appliance.db import write_tx
+from appliance.errors import Invalid, NotFound, Unauthenticated
+from appliance.models import Key, Organization, utcnow
+
+KEY_NAME_RE = re.compile(r"^[A-Za-z0-9_\-.@:]{1,80}$")
+DOMAINS = ("api", "repository", "repositories", "docs")
+API_RESOURCES = (None, "read", "write")
+# Recording last use on every request would make each GET a database write.
+LAST_USE_INTERVAL = 60.0
+
+
+def generate_secret():
+    return secrets.token_hex(16)
+
+
+def _digest(app_secret, secret):
+    mac = hmac.new(app_secret, secret.encode(), hashlib.sha256).hexdigest()
+    return mac[:32], mac[32:]
+
+
+def normalize_permissions(raw):
+    """[{domain, resource}] or [(domain, resource)] -> [[domain, resource|None]], validated.
+
+    Mix sends resource "" for a bare --permission api and rebar3_hex omits it; both mean None.
+    """
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise Invalid("Validation error(s)", {"permissions": "at least one permission is required"})
+    result = []
+    for item in raw:
+        if isinstance(item, dict):
+            domain, resource = item.get("domain"), item.get("resource")
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            domain, resource = item
+        else:
+            raise Invalid("Validation error(s)", {"permissions": "each permission needs a domain"})
+        resource = resource or None
+        if domain not in DOMAINS:
+            raise Invalid("Validation error(s)", {"permissions": f"unknown domain {domain!r}"})
+        if domain == "api" and resource not in API_RESOURCES:
+            raise Invalid("Validation error(s)", {"permissions": "api resource must be read or write"})
+        if domain in ("repository", "docs"):
+            if not resource or Organization.get_or_none(Organization.name == resource) is None:
+                raise Invalid("Validation error(s)", {"permissions": f"no organization named {resource!r}"})
+        if domain == "repositories" and resource:
+            raise Invalid("Validation error(s)", {"permissions": "repositories takes no resource"})
+        pair = [domain, resource]
+        if pair not in result:
+            result.append(pair)
+    return result
+
+
+def parse_permission(text):
+    """CLI form: 'api', 'api:read', 'repository:acme', 'repositories'."""
+    domain, _, resource = text.partition(":")
+    return [domain, resource or None]
+
+
+def _unique_name(name, user, organization):
+    owner = (Key.user == user.id) if user is not None else (Key.organization == organization.id)
+    taken = {k.name for k in Key.select(Key.name).where(owner & Key.name.startswith(name))}
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name}-{n}" in taken:
+        n += 1
+    return f"{name}-{n}"
+
+
+def create(app_secret, name, permissions, *, user=None, organization=None, actor=audit.CLI):
+    """Create a key owned by a user or an organization; returns (key, secret). The secret is
+    never stored and cannot be shown again."""
+    if (user is None) == (organization is None):
+        raise ValueError("a key has exactly one owner")
+    name = (name or "").strip()
+    if not KEY_NAME_RE.match(name):
+        raise Invalid("Validation error(s)", {"name": "use 1-80 letters, digits or _ - . @ :"})
+    permissions = normalize_permissions(permissions)
+    secret = generate_secret()
+    first, second = _digest(app_secret, secret)
+    with write_tx():
+        key = Key.create(name=_unique_name(name, user, organization), user=user, organization=organization,
+                         secret_first=first, secret_second=second, permissions=permissions)
+        audit.record(actor, "key.generate", organization=organization, target=key.name,
+                     owner=(user.username if user else organization.name), permissions=_fmt(permissions))
+    return key, secret
+
+
+def _fmt(permissions):
+    return ", ".join(d if not r else f"{d}:{r}" for d, r in permissions)
+
+
+def authenticate(app_secret, secret):
+    """The active key for a presented secret, else Unauthenticated with hexpm's messages."""
+    if not secret or len(secret) > 200:
+        raise Unauthenticated("invalid API key")
+    first, second = _digest(app_secret, secret)
+    try:
+        key = Key.get(Key.secret_first == first)
+    except peewee.DoesNotExist:
+        raise Unauthenticated("invalid API key") from None
+    if not hmac.compare_digest(key.secret_second, second):
+        raise Unauthenticated("invalid API key")
+    if not key.is_active():
+        raise Unauthenticated("API key revoked")
+    return key
+
+
+_last_touch = {}
+_touch_lock = threading.Lock()
+
+
+def touch(key, ip, user_agent):
+    """Record last use, at most once a minute per key per process."""
+    now = time.monotonic()
+    with _touch_lock:
+        if now - _last_touch.get(key.id, -LAST_USE_INTERVAL) < LAST_USE_INTERVAL:
+            return
+        _last_touch[key.id] = now
+    try:
+        with write_tx():
+            Key.update(last_used_at=utcnow(), last_used_ip=ip, last_used_user_agent=(user_agent or "")[:300])\
+                .where(Key.id == key.id).execute()
+    except peewee.OperationalError:
+        pass  # a busy database must not fail a read; the next use records it
+
+
+def list_for(*, user=None, organization=None, include_revoked=True):
+    query = Key.select().order_by(Key.created_at.desc(), Key.id.desc())
+    query = query.where(Key.user == user.id) if user is not None else query.where(Key.organization == organization.id)
+    if not include_revoked:
+        query = query.where(Key.revoked_at.is_null())
+    return list(query)
+
+
+def get(name, *, user=None, organization=None):
+    owner = (Key.user == user.id) if user is not None else (Key.organization == organization.id)
+    key = Key.get_or_none(owner & (Key.name == name) & Key.revoked_at.is_null())
+    if key is None:
+        raise NotFound(f"no key named {name}")
+    return key
+
+
+def get_by_id(key_id):
+    key = Key.get_or_none(Key.id == key_id)
+    if key is None:
+        raise NotFound("no such key")
+    return key
+
+
+def revoke(key, *, actor=audit.CLI):
+    now = utcnow()
+    with write_tx():
+        Key.update(revoked_at=now).where((Key.id == key.id) & Key.revoked_at.is_null()).execute()
+        audit.record(actor, "key.remove", organization=key.organization, target=key.name,
+                     owner=key.owner_name)
+    key.revoked_at = now
+    return key
+
+
+def rotate(app_secret, key, *, grace_seconds=0, actor=audit.CLI):
+    """Replace a key by a new one with the same name and permissions; returns (new_key, secret).
+
+    The old key stops working at once, or after ``grace_seconds`` so deployed clients can be
+    switched over; either way it can never be used after that moment.
+    """
+    if not key.is_active():
+        raise Invalid("Validation error(s)", {"key": "a revoked key cannot be rotated"})
+    secret = generate_secret()
+    first, second = _digest(app_secret, secret)
+    now = utcnow()
+    with write_tx():
+        if grace_seconds and grace_seconds > 0:
+            Key.update(expires_at=now + datetime.timedelta(seconds=grace_seconds), name=f"{key.name}-rotated-{key.id}")\
+                .where(Key.id == key.id).execute()
+        else:
+            Key.update(revoked_at=now, name=f"{key.name}-rotated-{key.id}").where(Key.id == key.id).execute()
+        new = Key.create(name=key.name, user=key.user_id, organization=key.organization_id,
+                         secret_first=first, secret_second=second, permissions=key.permissions)
+        audit.record(actor, "key.rotate", organization=key.organization, target=key.name,
+                     owner=key.owner_name, grace_seconds=grace_seconds or None)
+    return new, secret

@@ -1,0 +1,171 @@
+"""Peewee models of Hexvault and their named queries. Data only: operations live in the
+plural service modules (accounts, orgs, keys, packages)."""
+
+import datetime
+
+import peewee
+from playhouse.sqlite_ext import JSONField
+
+from appliance.db import database
+
+ROLES = ("read", "write", "admin")
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Meta(BaseModel):
+    """Key/value facts about the installation (schema version, default organization)."""
+
+    key = peewee.CharField(primary_key=True)
+    value = peewee.TextField()
+
+
+class User(BaseModel):
+    username = peewee.CharField(unique=True)
+    email = peewee.CharField(null=True)
+    full_name = peewee.CharField(null=True)
+    password_hash = peewee.CharField(null=True)
+    is_admin = peewee.BooleanField(default=False)
+    disabled_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    @classmethod
+    def active(cls):
+        return cls.select().where(cls.disabled_at.is_null())
+
+
+class Organization(BaseModel):
+    name = peewee.CharField(unique=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class Membership(BaseModel):
+    user = peewee.ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
+    organization = peewee.ForeignKeyField(Organization, backref="memberships", on_delete="CASCADE")
+    role = peewee.CharField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "organization"), True),)
+
+
+class Key(BaseModel):
+    """An API / repository key. Only HMAC-SHA256(app secret, secret) is stored, split in two:
+    the first half is looked up by index, the second compared in constant time."""
+
+    name = peewee.CharField()
+    user = peewee.ForeignKeyField(User, null=True, backref="keys", on_delete="CASCADE")
+    organization = peewee.ForeignKeyField(Organization, null=True, backref="keys", on_delete="CASCADE")
+    secret_first = peewee.CharField(unique=True)
+    secret_second = peewee.CharField()
+    permissions = JSONField(default=list)  # [[domain, resource-or-null], ...]
+    created_at = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+    # A rotated key keeps working until this moment (grace period), then counts as revoked.
+    expires_at = peewee.DateTimeField(null=True)
+    last_used_at = peewee.DateTimeField(null=True)
+    last_used_ip = peewee.CharField(null=True)
+    last_used_user_agent = peewee.CharField(null=True)
+
+    @classmethod
+    def active(cls, now=None):
+        now = now or utcnow()
+        return cls.select().where(
+            cls.revoked_at.is_null() & (cls.expires_at.is_null() | (cls.expires_at > now)))
+
+    @property
+    def owner_name(self):
+        return self.user.username if self.user_id else self.organization.name
+
+    def is_active(self, now=None):
+        now = now or utcnow()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class Package(BaseModel):
+    organization = peewee.ForeignKeyField(Organization, backref="packages", on_delete="CASCADE")
+    name = peewee.CharField()
+    meta = JSONField(default=dict)  # description, licenses, links, maintainers of the latest release
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("organization", "name"), True),)
+
+
+class Release(BaseModel):
+    package = peewee.ForeignKeyField(Package, backref="releases", on_delete="CASCADE")
+    version = peewee.CharField()
+    inner_checksum = peewee.CharField()  # lowercase hex
+    outer_checksum = peewee.CharField()  # lowercase hex; also the tarball's blob name
+    size = peewee.IntegerField()
+    metadata = JSONField()  # the normalized metadata.config
+    readme = peewee.TextField(null=True)
+    docs_checksum = peewee.CharField(null=True)
+    retirement_reason = peewee.CharField(null=True)
+    retirement_message = peewee.CharField(null=True)
+    publisher = peewee.ForeignKeyField(User, null=True, backref="releases", on_delete="SET NULL")
+    published_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("package", "version"), True),)
+
+    @property
+    def has_docs(self):
+        return self.docs_checksum is not None
+
+
+class Requirement(BaseModel):
+    release = peewee.ForeignKeyField(Release, backref="requirements", on_delete="CASCADE")
+    name = peewee.CharField()
+    app = peewee.CharField()
+    requirement = peewee.CharField()
+    optional = peewee.BooleanField(default=False)
+    repository = peewee.CharField(null=True)  # None = same repository as the package
+
+
+class PendingBuild(BaseModel):
+    """A package whose registry files must be rebuilt. Written in the same transaction as the
+    change, deleted once the files are written: rows left by a crash are rebuilt at start-up."""
+
+    organization = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
+    package_name = peewee.CharField()
+
+
+class AuditLog(BaseModel):
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    user = peewee.ForeignKeyField(User, null=True, backref="audit_logs", on_delete="SET NULL")
+    actor = peewee.CharField()  # username, "key:NAME" or "system", kept even if the user goes
+    action = peewee.CharField(index=True)
+    organization = peewee.CharField(null=True, index=True)
+    target = peewee.CharField(null=True)
+    details = JSONField(default=dict)
+    ip = peewee.CharField(null=True)
+    user_agent = peewee.CharField(null=True)
+
+
+class SigningKey(BaseModel):
+    """Registry signing keys; exactly one is active. The private PEM lives in data_dir/keys."""
+
+    public_pem = peewee.TextField()
+    fingerprint = peewee.CharField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    retired_at = peewee.DateTimeField(null=True)
+
+    @classmethod
+    def current(cls):
+        return cls.select().where(cls.retired_at.is_null()).order_by(cls.id.desc()).first()
+
+
+ALL_MODELS = (Meta, User, Organization, Membership, Key, Package, Release, Requirement, PendingBuild,
+              AuditLog, SigningKey)

@@ -1,0 +1,101 @@
+"""Organizations (one private repository each) and their members."""
+
+import re
+
+import peewee
+
+from appliance import audit
+from appliance.db import write_tx
+from appliance.errors import Conflict, Invalid, NotFound
+from appliance.models import ROLES, Membership, Meta, Organization, User
+
+ORG_NAME_RE = re.compile(r"^[a-z0-9_]{3,40}$")
+# "hexpm" means "the default organization" in API paths (/api/repos/hexpm/...), so it can't be an org.
+RESERVED_NAMES = {"hexpm", "hex", "admin", "api", "repos", "mirror", "docs", "static"}
+
+
+def create(name, *, actor=audit.CLI):
+    name = (name or "").strip().lower()
+    if not ORG_NAME_RE.match(name):
+        raise Invalid("Validation error(s)", {"name": "use 3-40 characters: lowercase letters, digits and _"})
+    if name in RESERVED_NAMES:
+        raise Invalid("Validation error(s)", {"name": f"{name} is reserved"})
+    try:
+        with write_tx():
+            org = Organization.create(name=name)
+            audit.record(actor, "organization.create", organization=name, target=name)
+            if Meta.get_or_none(Meta.key == "default_organization") is None:
+                Meta.create(key="default_organization", value=name)
+    except peewee.IntegrityError:
+        raise Conflict(f"organization {name} already exists", {"name": "has already been taken"}) from None
+    return org
+
+
+def get(name):
+    org = Organization.get_or_none(Organization.name == (name or "").lower())
+    if org is None:
+        raise NotFound(f"no organization named {name}")
+    return org
+
+
+def list_all():
+    return list(Organization.select().order_by(Organization.name))
+
+
+def default_name(configured=""):
+    """The organization for API calls without /repos/ORG: the setting, else the first one created."""
+    if configured:
+        return configured
+    row = Meta.get_or_none(Meta.key == "default_organization")
+    return row.value if row else None
+
+
+def role_of(user, org):
+    if user is None:
+        return None
+    row = Membership.get_or_none((Membership.user == user.id) & (Membership.organization == org.id))
+    return row.role if row else None
+
+
+def _check_role(role):
+    if role not in ROLES:
+        raise Invalid("Validation error(s)", {"role": f"must be one of {', '.join(ROLES)}"})
+
+
+def add_member(org, user, role, *, actor=audit.CLI):
+    _check_role(role)
+    try:
+        with write_tx():
+            Membership.create(user=user, organization=org, role=role)
+            audit.record(actor, "membership.add", organization=org, target=user.username, role=role)
+    except peewee.IntegrityError:
+        raise Conflict(f"{user.username} is already a member of {org.name}") from None
+
+
+def set_role(org, user, role, *, actor=audit.CLI):
+    _check_role(role)
+    with write_tx():
+        updated = (Membership.update(role=role)
+                   .where((Membership.user == user.id) & (Membership.organization == org.id)).execute())
+        if not updated:
+            raise NotFound(f"{user.username} is not a member of {org.name}")
+        audit.record(actor, "membership.role", organization=org, target=user.username, role=role)
+
+
+def remove_member(org, user, *, actor=audit.CLI):
+    with write_tx():
+        deleted = (Membership.delete()
+                   .where((Membership.user == user.id) & (Membership.organization == org.id)).execute())
+        if not deleted:
+            raise NotFound(f"{user.username} is not a member of {org.name}")
+        audit.record(actor, "membership.remove", organization=org, target=user.username)
+
+
+def members(org):
+    return list(Membership.select(Membership, User).join(User)
+                .where(Membership.organization == org.id).order_by(User.username))
+
+
+def memberships_of(user):
+    return list(Membership.select(Membership, Organization).join(Organization)
+                .where(Membership.user == user.id).order_by(Organization.name))

@@ -1,0 +1,159 @@
+"""Builds an organization's signed registry files from the database and stores them.
+
+Contract: callers commit their change together with a PendingBuild row, then call ``update``.
+``update`` takes the organization's registry lock, rebuilds ``packages/NAME`` for every pending
+package plus ``names`` and ``versions``, writes each file atomically, and only then deletes the
+pending rows it handled. The files are stored as the exact bytes served: a GET does no protobuf
+or RSA work. ``full`` rebuilds everything and removes stale package files (``hexvault registry
+rebuild`` and ``check --repair``).
+
+The registry's ``repository`` field is the organization name: that is the repo name clients
+must use (``mix hex.repo add ORG ...``, a rebar3 entry named ORG or ``parent:ORG``).
+"""
+
+import functools
+
+from appliance.db import write_tx
+from appliance.models import Organization, Package, PendingBuild, Release, Requirement
+from appliance.protocol import registry, versions
+
+
+def names_key(org_name):
+    return f"registry/{org_name}/names"
+
+
+def versions_key(org_name):
+    return f"registry/{org_name}/versions"
+
+
+def package_key(org_name, package_name):
+    return f"registry/{org_name}/packages/{package_name}"
+
+
+@functools.lru_cache(maxsize=65536)
+def _version_order(version):
+    # Version strings repeat across packages ("1.0.0"), so parsing each once keeps rebuilds cheap.
+    return versions.parse_version(version)
+
+
+def _sorted(rows, version_of):
+    return sorted(rows, key=lambda row: _version_order(version_of(row)))
+
+
+def build_package(org, package_name, private_key):
+    """The signed, gzipped ``packages/NAME`` file, or None when the package has no releases."""
+    package = Package.get_or_none((Package.organization == org.id) & (Package.name == package_name))
+    if package is None:
+        return None
+    releases = _sorted(Release.select().where(Release.package == package.id), lambda r: r.version)
+    if not releases:
+        return None
+    deps_by_release = {}
+    for req in Requirement.select().where(Requirement.release.in_([r.id for r in releases])):
+        deps_by_release.setdefault(req.release_id, []).append(dict(
+            package=req.name, requirement=req.requirement, optional=req.optional,
+            app=req.app if req.app != req.name else None, repository=req.repository))
+    encoded = []
+    for release in releases:
+        retired = None
+        if release.retirement_reason:
+            retired = dict(reason=release.retirement_reason, message=release.retirement_message)
+        encoded.append(dict(
+            version=release.version,
+            inner_checksum=bytes.fromhex(release.inner_checksum),
+            outer_checksum=bytes.fromhex(release.outer_checksum),
+            dependencies=sorted(deps_by_release.get(release.id, []), key=lambda d: d["package"]),
+            retired=retired,
+            published_at=release.published_at))
+    payload = registry.encode_package(org.name, package_name, encoded)
+    return registry.sign_and_gzip(payload, private_key)
+
+
+def build_index(org, private_key):
+    """The signed, gzipped ``names`` and ``versions`` files of one organization."""
+    rows = (Release.select(Package.name, Package.updated_at, Release.version, Release.retirement_reason)
+            .join(Package).where(Package.organization == org.id).tuples())
+    by_package = {}
+    for name, updated_at, version, retired in rows:
+        entry = by_package.setdefault(name, {"updated_at": updated_at, "releases": []})
+        entry["releases"].append((version, retired is not None))
+    names, index = [], []
+    for name in sorted(by_package):  # byte order, as hexpm sorts
+        entry = by_package[name]
+        releases = _sorted(entry["releases"], lambda r: r[0])
+        names.append((name, entry["updated_at"]))
+        index.append(dict(name=name, versions=[v for v, _ in releases],
+                          retired=[i for i, (_, retired) in enumerate(releases) if retired]))
+    return (registry.sign_and_gzip(registry.encode_names(org.name, names), private_key),
+            registry.sign_and_gzip(registry.encode_versions(org.name, index), private_key))
+
+
+def _write_package(rt, org, name, private_key):
+    data = build_package(org, name, private_key)
+    if data is None:
+        rt.store.delete(package_key(org.name, name))
+    else:
+        rt.store.put(package_key(org.name, name), data)
+
+
+def _write_index(rt, org, private_key):
+    names, index = build_index(org, private_key)
+    rt.store.put(names_key(org.name), names)
+    rt.store.put(versions_key(org.name), index)
+
+
+def update(rt, org):
+    """Rebuild what PendingBuild rows name for this organization; see the module docstring."""
+    with rt.registry_lock(org.name):
+        pending = list(PendingBuild.select().where(PendingBuild.organization == org.id))
+        if not pending:
+            return 0
+        _row, private_key = rt.signing_key()
+        for name in sorted({p.package_name for p in pending}):
+            _write_package(rt, org, name, private_key)
+        _write_index(rt, org, private_key)
+        with write_tx():
+            PendingBuild.delete().where(PendingBuild.id.in_([p.id for p in pending])).execute()
+        return len(pending)
+
+
+def full(rt, org):
+    """Rebuild every file of one organization and delete package files nothing refers to."""
+    with rt.registry_lock(org.name):
+        pending_ids = [p.id for p in PendingBuild.select(PendingBuild.id).where(PendingBuild.organization == org.id)]
+        _row, private_key = rt.signing_key()
+        names = [p.name for p in Package.select(Package.name).where(Package.organization == org.id)]
+        for name in names:
+            _write_package(rt, org, name, private_key)
+        prefix = f"registry/{org.name}/packages"
+        for key in list(rt.store.list(prefix)):
+            if key.rsplit("/", 1)[1] not in names:
+                rt.store.delete(key)
+        _write_index(rt, org, private_key)
+        if pending_ids:
+            with write_tx():
+                PendingBuild.delete().where(PendingBuild.id.in_(pending_ids)).execute()
+        return len(names)
+
+
+def repair_pending(rt):
+    """At start-up: finish the builds a crash interrupted. Returns the organizations touched."""
+    org_ids = {p.organization_id for p in PendingBuild.select(PendingBuild.organization)}
+    touched = []
+    for org in Organization.select().where(Organization.id.in_(list(org_ids))):
+        update(rt, org)
+        touched.append(org.name)
+    return touched
+
+
+def ensure_index(rt, org):
+    """Write empty names/versions for a new organization so its repository answers at once."""
+    if not rt.store.exists(names_key(org.name)):
+        with rt.registry_lock(org.name):
+            _row, private_key = rt.signing_key()
+            _write_index(rt, org, private_key)
+
+
+def rebuild_all(rt):
+    """Re-sign every organization's registry (after a signing key rotation)."""
+    return {org.name: full(rt, org) for org in Organization.select()}

@@ -1,0 +1,370 @@
+"""The Hex HTTP API under /api, as mix and rebar3_hex call it (hex-protocol.md §5).
+
+Every package route exists twice: ``/api/PATH`` acts on the default organization and
+``/api/repos/REPO/PATH`` on organization REPO (``hexpm`` also meaning the default one, since
+mix sends that literal). Views parse, call one service, and render.
+"""
+
+from flask import Blueprint, Response, request
+
+from appliance import audit, keys, orgs, packages, permissions
+from appliance.errors import Forbidden, Invalid, InvalidTarball, NotFound, Unauthenticated
+from appliance.models import Package
+from appliance.routes import serializers
+from appliance.routes.keyauth import client_ip, require_principal, runtime
+from appliance.routes.responses import read_body, render
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def route(rule, **options):
+    """Register a view at /api/RULE (default organization) and /api/repos/<repo>/RULE."""
+
+    def decorator(view):
+        bp.add_url_rule(rule, view.__name__, view, defaults={"repo": None}, **options)
+        bp.add_url_rule("/repos/<repo>" + rule, view.__name__ + "_in_repo", view, **options)
+        return view
+
+    return decorator
+
+
+def base_url():
+    return runtime().config.external_url
+
+
+def actor(principal):
+    return audit.AuditContext(user=principal.user, key_name=principal.key.name if principal.key else None,
+                              ip=client_ip(), user_agent=request.headers.get("User-Agent"), via="api")
+
+
+def resolve_org(repo):
+    name = repo
+    if repo in (None, "hexpm"):
+        name = orgs.default_name(runtime().config.default_organization)
+        if not name:
+            raise NotFound("no default organization is configured")
+    # `mix hex.package fetch PKG --organization acme` asks for /repos/hexpm:acme/...
+    name = name.rpartition(":")[2]
+    return orgs.get(name)
+
+
+def authorize(action, repo):
+    """(principal, org) for an allowed call. Reads of what the caller may not see answer 404,
+    as hexpm does for private packages, so existence does not leak."""
+    principal = require_principal()
+    try:
+        org = resolve_org(repo)
+    except NotFound:
+        if action in (permissions.API_READ, permissions.READ_REPOSITORY):
+            raise NotFound() from None
+        raise Forbidden("account not authorized for this action") from None
+    if not permissions.can(principal, action, org, orgs.role_of):
+        if action == permissions.API_READ:
+            raise NotFound()
+        permissions.require(principal, action, org, orgs.role_of)
+    return principal, org
+
+
+def _flag(name, default):
+    value = request.args.get(name)
+    if value is None:
+        return default
+    return value.lower() in ("true", "1", "yes")
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+@bp.get("/users/me")
+def users_me():
+    principal = require_principal()
+    if principal.user is None:
+        # An organization key (CI publishing) has no user; mix still needs a user map.
+        org = principal.key.organization
+        return render({"username": f"{org.name} (organization key)", "email": None, "full_name": None,
+                       "handles": {}, "url": None, "inserted_at": None, "updated_at": None,
+                       "organizations": [{"name": org.name, "role": "write"}], "packages": []})
+    memberships = orgs.memberships_of(principal.user)
+    owned = list(Package.select().where(Package.organization.in_([m.organization_id for m in memberships]))
+                 .order_by(Package.name).limit(1000))
+    return render(serializers.user(base_url(), principal.user, memberships, owned))
+
+
+# -- packages and releases ----------------------------------------------------------------------
+
+@route("/packages", methods=["GET"])
+def packages_index(repo):
+    principal = require_principal()
+    if repo is not None:
+        _principal, org = authorize(permissions.API_READ, repo)
+        visible = [org]
+    else:
+        visible = [o for o in orgs.list_all() if permissions.can(principal, permissions.API_READ, o, orgs.role_of)]
+    found = packages.search(visible, request.args.get("search"), page=request.args.get("page", 1, type=int))
+    return render([serializers.package(base_url(), p.organization, p, packages.releases_of(p)) for p in found])
+
+
+@route("/packages/<name>", methods=["GET"])
+def package_show(repo, name):
+    _principal, org = authorize(permissions.API_READ, repo)
+    pkg = packages.get_package(org, name)
+    return render(serializers.package(base_url(), org, pkg, packages.releases_of(pkg)))
+
+
+def _render_release(org, release, status=200, headers=None):
+    return render(serializers.release(base_url(), org, release.package.name, release,
+                                      packages.requirements_of(release), packages.publisher_of(release)),
+                  status=status, headers=headers)
+
+
+@route("/packages/<name>/releases/<version>", methods=["GET"])
+def release_show(repo, name, version):
+    _principal, org = authorize(permissions.API_READ, repo)
+    return _render_release(org, packages.get_release(org, name, version))
+
+
+def _publish(repo, expected_name):
+    principal, org = authorize(permissions.API_WRITE, repo)
+    limit = runtime().config.max_tarball_size
+    if (request.content_length or 0) > limit:
+        raise InvalidTarball(f"too big: {request.content_length} bytes; the limit is {limit}")
+    data = request.get_data(cache=False)
+    release, created = packages.publish(runtime(), org, data, replace=_flag("replace", True),
+                                        expected_name=expected_name, actor=actor(principal),
+                                        publisher=principal.user)
+    release = packages.get_release(org, release.package.name, release.version)
+    return _render_release(org, release, status=201 if created else 200,
+                           headers={"Location": serializers._urls(base_url(), org, release.package.name,
+                                                                  release.version)[0]})
+
+
+@route("/packages/<name>/releases", methods=["POST"])
+def release_create(repo, name):
+    return _publish(repo, name)
+
+
+@route("/publish", methods=["POST"])
+def publish_legacy(repo):
+    """Hex <= 2.2 publishes here; the package name comes from the tarball."""
+    return _publish(repo, None)
+
+
+@route("/packages/<name>/releases/<version>", methods=["DELETE"])
+def release_delete(repo, name, version):
+    principal, org = authorize(permissions.API_WRITE, repo)
+    packages.revert(runtime(), org, name, version, actor=actor(principal))
+    return Response(status=204)
+
+
+@route("/packages/<name>/releases/<version>/retire", methods=["POST"])
+def release_retire(repo, name, version):
+    principal, org = authorize(permissions.API_WRITE, repo)
+    body = read_body()
+    packages.retire(runtime(), org, name, version, body.get("reason"), body.get("message"),
+                    actor=actor(principal))
+    return Response(status=204)
+
+
+@route("/packages/<name>/releases/<version>/retire", methods=["DELETE"])
+def release_unretire(repo, name, version):
+    principal, org = authorize(permissions.API_WRITE, repo)
+    packages.unretire(runtime(), org, name, version, actor=actor(principal))
+    return Response(status=204)
+
+
+@route("/packages/<name>/releases/<version>/docs", methods=["POST"])
+def docs_create(repo, name, version):
+    principal, org = authorize(permissions.API_WRITE, repo)
+    limit = runtime().config.max_tarball_size
+    if (request.content_length or 0) > limit:
+        raise InvalidTarball(f"too big: {request.content_length} bytes; the limit is {limit}")
+    packages.upload_docs(runtime(), org, name, version, request.get_data(cache=False), actor=actor(principal))
+    # mix prints this location as the docs URL when api_url is not hex.pm.
+    location = f"{base_url()}/docs/{org.name}/{name}/{version}/"
+    return Response(status=201, headers={"Location": location})
+
+
+@route("/packages/<name>/releases/<version>/docs", methods=["DELETE"])
+def docs_delete(repo, name, version):
+    principal, org = authorize(permissions.API_WRITE, repo)
+    packages.delete_docs(runtime(), org, name, version, actor=actor(principal))
+    return Response(status=204)
+
+
+# -- owners: private packages belong to their organization ---------------------------------------
+
+@route("/packages/<name>/owners", methods=["GET"])
+def owners_index(repo, name):
+    _principal, org = authorize(permissions.API_READ, repo)
+    packages.get_package(org, name)
+    owners = [dict(serializers.user_ref(base_url(), m.user), level="full")
+              for m in orgs.members(org) if m.role in ("write", "admin")]
+    return render(owners)
+
+
+@route("/packages/<name>/owners/<path:owner>", methods=["PUT", "DELETE"])
+def owners_change(repo, name, owner):
+    _principal, org = authorize(permissions.API_WRITE, repo)
+    packages.get_package(org, name)
+    if owner == org.name:
+        # `mix hex.publish` may transfer a new package to the organization it already lives in.
+        return Response(status=204)
+    raise Invalid("Validation error(s)", {
+        "owner": f"packages in {org.name} are owned by the organization; manage its members instead"})
+
+
+# -- auth check and keys -------------------------------------------------------------------------
+
+@bp.get("/auth")
+def auth_check():
+    """`mix hex.organization auth ORG --key KEY` and rebar3_hex test a key here."""
+    principal = require_principal()
+    domain, resource = request.args.get("domain"), request.args.get("resource") or None
+    if domain == "repository" and resource:
+        try:
+            org = orgs.get(resource)
+        except NotFound:
+            raise Forbidden("key not authorized for this action") from None
+        allowed = permissions.can(principal, permissions.READ_REPOSITORY, org, orgs.role_of)
+    elif domain == "repositories":
+        allowed = principal.key is None or permissions.key_grants(principal.key.permissions,
+                                                                 permissions.READ_REPOSITORY, "")
+    elif domain == "api":
+        action = permissions.API_READ if resource == "read" else permissions.API_WRITE
+        allowed = principal.key is None or permissions.key_grants(principal.key.permissions, action, "")
+    else:
+        raise Invalid("Validation error(s)", {"domain": "must be api, repository or repositories"})
+    if not allowed:
+        raise Forbidden("key not authorized for this action")
+    if principal.key is None:
+        return Response(status=204)
+    key = principal.key
+    owner = ({"type": "organization", "name": key.organization.name} if key.organization_id
+             else {"type": "user", "name": key.user.username})
+    return render({"key": {"name": key.name, "owner": owner}})
+
+
+def _key_creator(action_org=None):
+    """The principal creating or listing keys: a user session, Basic auth, or an api:write key."""
+    principal = require_principal()
+    if principal.key is not None and not permissions.key_grants(principal.key.permissions,
+                                                               permissions.API_WRITE, ""):
+        raise Forbidden("key not authorized for this action")
+    if action_org is not None:
+        permissions.require(principal, permissions.ADMIN, action_org, orgs.role_of)
+    elif principal.user is None:
+        raise Forbidden("organization keys cannot manage user keys")
+    return principal
+
+
+def _create_key(principal, *, user=None, organization=None):
+    body = read_body()
+    perms = keys.normalize_permissions(body.get("permissions") or [])
+    permissions.grantable(principal, perms, orgs.role_of, orgs.get)
+    key, secret = keys.create(runtime().app_secret, body.get("name") or "key", perms, user=user,
+                              organization=organization, actor=actor(principal))
+    data = serializers.key(base_url(), key, secret=secret, authing_key=principal.key)
+    return render(data, status=201, headers={"Location": data["url"]})
+
+
+@bp.get("/keys")
+def keys_index():
+    principal = _key_creator()
+    return render([serializers.key(base_url(), k, authing_key=principal.key)
+                   for k in keys.list_for(user=principal.user, include_revoked=False)])
+
+
+@bp.post("/keys")
+def keys_create():
+    principal = _key_creator()
+    return _create_key(principal, user=principal.user)
+
+
+@bp.get("/keys/<name>")
+def keys_show(name):
+    principal = _key_creator()
+    return render(serializers.key(base_url(), keys.get(name, user=principal.user), authing_key=principal.key))
+
+
+@bp.delete("/keys/<name>")
+def keys_delete(name):
+    principal = _key_creator()
+    key = keys.revoke(keys.get(name, user=principal.user), actor=actor(principal))
+    return render(serializers.key(base_url(), key, authing_key=principal.key))
+
+
+@bp.delete("/keys")
+def keys_delete_all():
+    principal = _key_creator()
+    for key in keys.list_for(user=principal.user, include_revoked=False):
+        if principal.key is None or key.id != principal.key.id:
+            keys.revoke(key, actor=actor(principal))
+    authing = principal.key
+    return render(serializers.key(base_url(), authing, authing_key=authing) if authing else {})
+
+
+@bp.get("/orgs/<org_name>/keys")
+def org_keys_index(org_name):
+    org = orgs.get(org_name)
+    principal = _key_creator(org)
+    return render([serializers.key(base_url(), k, authing_key=principal.key)
+                   for k in keys.list_for(organization=org, include_revoked=False)])
+
+
+@bp.post("/orgs/<org_name>/keys")
+def org_keys_create(org_name):
+    org = orgs.get(org_name)
+    principal = _key_creator(org)
+    return _create_key(principal, organization=org)
+
+
+@bp.get("/orgs/<org_name>/keys/<name>")
+def org_keys_show(org_name, name):
+    org = orgs.get(org_name)
+    principal = _key_creator(org)
+    return render(serializers.key(base_url(), keys.get(name, organization=org), authing_key=principal.key))
+
+
+@bp.delete("/orgs/<org_name>/keys/<name>")
+def org_keys_delete(org_name, name):
+    org = orgs.get(org_name)
+    principal = _key_creator(org)
+    key = keys.revoke(keys.get(name, organization=org), actor=actor(principal))
+    return render(serializers.key(base_url(), key, authing_key=principal.key))
+
+
+@bp.delete("/orgs/<org_name>/keys")
+def org_keys_delete_all(org_name):
+    org = orgs.get(org_name)
+    principal = _key_creator(org)
+    for key in keys.list_for(organization=org, include_revoked=False):
+        keys.revoke(key, actor=actor(principal))
+    return render({})
+
+
+# -- OAuth: only the key exchange Hex >= 2.4 performs on its own ----------------------------------
+
+@bp.post("/oauth/token")
+def oauth_token():
+    """client_credentials: mix exchanges a repository key for a token (hex-protocol.md §5.10).
+
+    The token handed back is the key itself: the client already holds it, it carries exactly
+    the key's permissions, and revoking the key revokes the token at once.
+    """
+    body = read_body()
+    if body.get("grant_type") != "client_credentials":
+        return render({"error": "unsupported_grant_type",
+                       "error_description": "Hexvault has no OAuth login; use an API key (HEX_API_KEY)"},
+                      status=400)
+    secret = body.get("client_secret") or ""
+    try:
+        keys.authenticate(runtime().app_secret, secret)
+    except Unauthenticated as exc:
+        return render({"error": "invalid_client", "error_description": exc.message}, status=401)
+    return render({"access_token": secret, "token_type": "Bearer", "expires_in": 3600,
+                   "scope": body.get("scope") or "repositories"})
+
+
+@bp.route("/<path:_rest>", methods=["GET", "POST", "PUT", "DELETE"])
+def not_found(_rest):
+    raise NotFound()
+

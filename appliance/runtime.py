@@ -1,0 +1,117 @@
+"""The running appliance: config, database, blob store, app secret and registry signing key.
+
+``initialize`` creates a data directory once (``hexvault init``); ``open_runtime`` opens an
+existing one and refuses anything else with one clear sentence.
+"""
+
+import contextlib
+import fcntl
+import os
+import secrets
+import threading
+
+from appliance import audit
+from appliance.db import SCHEMA_VERSION, database, init_database, write_tx
+from appliance.errors import NotInitialized
+from appliance.models import ALL_MODELS, Meta, SigningKey, utcnow
+from appliance.protocol import signing
+from storage import open_store
+
+
+class Runtime:
+    """What services need besides the database: a small bag of collaborators, no behaviour of
+    its own beyond loading keys and handing out per-organization locks."""
+
+    def __init__(self, config):
+        self.config = config
+        self.store = open_store(config.blob_path)
+        self.app_secret = (config.data_path / "secret_key").read_bytes().strip()
+        self._signing = None  # (SigningKey.id, private key)
+        self._locks = {}
+        self._locks_guard = threading.Lock()
+
+    def signing_key(self):
+        """(SigningKey row, private key) of the active registry key, loaded once per rotation."""
+        row = SigningKey.current()
+        if self._signing is None or self._signing[0].id != row.id:
+            pem = private_key_path(self.config, row.id).read_bytes()
+            self._signing = (row, signing.load_private_key(pem))
+        return self._signing
+
+    @contextlib.contextmanager
+    def registry_lock(self, org_name):
+        """Serialise registry builds of one organization, across threads and processes (the CLI
+        and the server may both write), so the last writer always wrote the newest state."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(org_name, threading.Lock())
+        lock_dir = self.config.data_path / "locks"
+        lock_dir.mkdir(exist_ok=True)
+        with lock, open(lock_dir / f"registry-{org_name}.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def private_key_path(config, key_id):
+    return config.keys_path / f"registry-{key_id}.pem"
+
+
+def is_initialized(config):
+    return config.database_path.exists() and (config.data_path / "secret_key").exists()
+
+
+def _write_private(path, data):
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def create_signing_key(config, *, actor=audit.CLI, bits=2048):
+    """Make a new registry signing key active and keep the old ones as history."""
+    private = signing.generate_private_key(bits)
+    public_pem = signing.public_key_pem(private).decode()
+    with write_tx():
+        SigningKey.update(retired_at=utcnow()).where(SigningKey.retired_at.is_null()).execute()
+        row = SigningKey.create(public_pem=public_pem, fingerprint=signing.fingerprint(private.public_key()))
+        # Written inside the transaction: if this fails, the row is rolled back with it.
+        _write_private(private_key_path(config, row.id), signing.private_key_to_pem(private))
+        audit.record(actor, "signing_key.create", target=row.fingerprint)
+    return row
+
+
+def initialize(config):
+    """Create the data directory layout, database schema, app secret and first signing key."""
+    data = config.data_path
+    if is_initialized(config):
+        raise NotInitialized(f"{data} is already initialized")
+    for path in (data, config.keys_path, config.blob_path, config.import_path):
+        path.mkdir(parents=True, exist_ok=True, mode=0o750)
+    os.chmod(config.keys_path, 0o700)
+    init_database(config.database_path)
+    with database.connection_context():
+        with write_tx():
+            database.create_tables(ALL_MODELS)
+            Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
+        create_signing_key(config)
+    # The secret is written last: its presence marks a complete initialization.
+    _write_private(data / "secret_key", secrets.token_hex(32).encode())
+
+
+def open_runtime(config):
+    if not is_initialized(config):
+        raise NotInitialized(f"{config.data_dir} is not initialized; run `hexvault init` first")
+    init_database(config.database_path)
+    with database.connection_context():
+        row = Meta.get_or_none(Meta.key == "schema_version")
+        version = int(row.value) if row else 0
+    if version != SCHEMA_VERSION:
+        raise NotInitialized(
+            f"{config.database_path} has schema version {version}; this Hexvault needs {SCHEMA_VERSION}")
+    return Runtime(config)
+

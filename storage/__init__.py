@@ -1,0 +1,47 @@
+"""Blob storage behind a tiny interface.
+
+A blob is an immutable-until-replaced byte string under a key such as
+``registry/acme/packages/foo``. Keys are ``/``-separated, made of ``[A-Za-z0-9._+-]`` segments;
+anything else is refused before it reaches a file system. Every ``put`` is atomic: a reader
+sees the old bytes or the new ones, never a mix, and a crash at any moment leaves one of the two.
+
+This package is a leaf: it imports nothing from ``appliance`` or ``webui``.
+"""
+
+import typing
+
+
+class BlobNotFound(KeyError):
+    """No blob is stored under that key."""
+
+
+class InvalidKey(ValueError):
+    """A key that could escape the store or is not in the allowed alphabet."""
+
+
+class BlobInfo(typing.NamedTuple):
+    size: int
+    etag: str  # quoted strong ETag of the bytes, ready for an HTTP header
+
+
+class BlobStore(typing.Protocol):
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def open(self, key: str) -> typing.BinaryIO: ...
+
+    def info(self, key: str) -> BlobInfo: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str = "") -> typing.Iterator[str]: ...
+
+
+def open_store(root) -> BlobStore:
+    """The store for a data directory's blob folder (local disk; S3 would plug in here)."""
+    from storage.local import LocalStore
+
+    return LocalStore(root)

@@ -1,0 +1,75 @@
+"""Fixtures: a real data directory, a real SQLite file and a real waitress server on 127.0.0.1.
+
+``hexvault`` initializes a fresh data directory per test and serves it with waitress in a
+thread; ``hv`` is a driver with verbs (publish, api, repo) shared by the tests. Nothing of
+Hexvault's own is mocked.
+"""
+
+import os
+import threading
+
+import pytest
+import waitress
+
+from appliance import accounts, create_app, keys, orgs, registry_builder
+from appliance.config import load_config
+from appliance.db import database
+from appliance.runtime import initialize, open_runtime
+from tests.driver import Driver
+
+ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
+
+
+@pytest.fixture
+def config(tmp_path):
+    return load_config(environ={}, data_dir=str(tmp_path / "data"), bcrypt_rounds=4, port=8000)
+
+
+@pytest.fixture
+def runtime(config):
+    initialize(config)
+    rt = open_runtime(config)
+    database.connect(reuse_if_open=True)
+    yield rt
+    if not database.is_closed():
+        database.close()
+
+
+class LiveServer:
+    def __init__(self, app):
+        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8,
+                                             max_request_body_size=64 * 1024 * 1024)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(config, runtime):
+    # The external URL must be the live one: it is printed in client commands and API URLs.
+    server = LiveServer(None)
+    rt = runtime
+    rt.config = config.with_updates(base_url=server.url)
+    server.server.application = create_app(rt.config, rt)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hv(runtime, live_server):
+    """A driver with an admin, an organization `acme` with a repository key, and API keys."""
+    admin = accounts.create_user("admin", "admin-password", is_admin=True, rounds=4)
+    org = orgs.create("acme")
+    orgs.add_member(org, admin, "admin")
+    registry_builder.ensure_index(runtime, org)
+    _k, repo_key = keys.create(runtime.app_secret, "acme-read", [["repository", "acme"]], organization=org)
+    _k, api_key = keys.create(runtime.app_secret, "admin-write", [["api", "write"]], user=admin)
+    return Driver(live_server.url, runtime, org=org, admin=admin, repo_key=repo_key, api_key=api_key)
