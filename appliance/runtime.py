@@ -90,6 +90,10 @@ def initialize(config):
     data = config.data_path
     if is_initialized(config):
         raise NotInitialized(f"{data} is already initialized")
+    # No secret_key means an earlier init was interrupted before it finished: nothing in it is
+    # worth keeping, so start over rather than fail on half-created tables.
+    for leftover in ("hexvault.db", "hexvault.db-wal", "hexvault.db-shm"):
+        (data / leftover).unlink(missing_ok=True)
     for path in (data, config.keys_path, config.blob_path, config.import_path):
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
     os.chmod(config.keys_path, 0o700)

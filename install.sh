@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# Install Hexvault, either for development (--dev) or as a systemd service (run as root).
+# Run `./install.sh --help` for the options.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PROG="$0"
+
+usage() {
+    cat <<EOF
+Usage:
+  $PROG --dev [OPTIONS]      development set-up in this checkout (no root needed)
+  sudo $PROG [OPTIONS]       production install as a systemd service
+  $PROG --help
+
+Development (--dev):
+  Creates .venv in the repository, installs Hexvault into it (pip install -e .),
+  initializes the data directory on first run (prints the generated admin password,
+  the signing keys and the client set-up commands once), then serves on 127.0.0.1:PORT
+  in the foreground (Ctrl-C stops it).
+
+  --data-dir DIR      data directory (default: ./data in the repository)
+  --port PORT         port to serve on (default: 8000)
+  --admin NAME        admin user made on first run (default: admin)
+  --org NAME          organization made on first run (default: acme)
+  --wheelhouse DIR    install offline from a directory of wheels (see scripts/wheelhouse.sh)
+  --no-serve          set up and initialize only, do not start the server
+
+Production (as root):
+  Creates the system user, a virtualenv at PREFIX/venv with Hexvault in it, the data
+  directory (0750, owned by the service user), CONFIG/hexvault.toml (0640 root:USER,
+  written only if absent), initializes the data directory on first run (prints the
+  generated admin password once: note it), installs /etc/systemd/system/hexvault.service
+  and enables and (re)starts it when systemd is running.
+  Re-running upgrades the package and keeps the data and the configuration.
+
+  --prefix DIR        installation prefix (default: /opt/hexvault)
+  --data-dir DIR      data directory (default: /var/lib/hexvault)
+  --config-dir DIR    configuration directory (default: /etc/hexvault)
+  --user NAME         system user and group the service runs as (default: hexvault)
+  --host ADDR         address to listen on (default: 0.0.0.0)
+  --port PORT         port to listen on (default: 8000)
+  --base-url URL      URL clients use to reach the server
+                      (default: http://\$(hostname -f):PORT)
+  --admin NAME        admin user made on first run (default: admin)
+  --org NAME          organization made on first run (default: acme)
+  --wheelhouse DIR    install fully offline from a directory holding the hexvault wheel and
+                      all dependency wheels (made by scripts/wheelhouse.sh); without it the
+                      package is built from this checkout, dependencies from PyPI
+  --python PATH       Python (>= 3.11, with venv) for the virtualenv; it must be reachable
+                      by the service user (default: the system python3)
+  --unit-dir DIR      where to write hexvault.service (default: /etc/systemd/system)
+  --no-start          do not enable or start the service
+
+  --host, --port and --base-url are written to the configuration file only when it is
+  first created; edit CONFIG/hexvault.toml afterwards and restart the service.
+
+Examples:
+  ./install.sh --dev
+  sudo ./install.sh --base-url http://hex.corp.example:8000
+  sudo ./install.sh --wheelhouse ./wheelhouse          # air-gapped server
+EOF
+}
+
+say() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+# --- options ------------------------------------------------------------------------------
+MODE=prod
+DATA_DIR="" PORT="" HOST="" BASE_URL="" WHEELHOUSE="" PYTHON=""
+PREFIX="" CONFIG_DIR="" SVC_USER="" UNIT_DIR=""
+ADMIN=admin ORG=acme NO_SERVE=0 NO_START=0
+prod_only=() dev_only=()
+
+need_value() { [ "$#" -ge 2 ] || die "$1 needs a value (see --help)"; }
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}" ;;
+    esac
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --dev) MODE=dev ;;
+        --no-serve) NO_SERVE=1; dev_only+=("$1") ;;
+        --no-start) NO_START=1; prod_only+=("$1") ;;
+        --data-dir) need_value "$@"; DATA_DIR="$2"; shift ;;
+        --port) need_value "$@"; PORT="$2"; shift ;;
+        --host) need_value "$@"; HOST="$2"; shift ;;
+        --base-url) need_value "$@"; BASE_URL="$2"; shift ;;
+        --admin) need_value "$@"; ADMIN="$2"; shift ;;
+        --org) need_value "$@"; ORG="$2"; shift ;;
+        --wheelhouse) need_value "$@"; WHEELHOUSE="$2"; shift ;;
+        --python) need_value "$@"; PYTHON="$2"; shift ;;
+        --prefix) need_value "$@"; PREFIX="$2"; prod_only+=("$1"); shift ;;
+        --config-dir) need_value "$@"; CONFIG_DIR="$2"; prod_only+=("$1"); shift ;;
+        --user) need_value "$@"; SVC_USER="$2"; prod_only+=("$1"); shift ;;
+        --unit-dir) need_value "$@"; UNIT_DIR="$2"; prod_only+=("$1"); shift ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+    shift
+done
+
+case "$PORT" in
+    "") PORT=8000 ;;
+    *[!0-9]*) die "--port must be a number, got '$PORT'" ;;
+esac
+[ "$PORT" -ge 1 ] && [ "$PORT" -le 65535 ] || die "--port must be between 1 and 65535"
+[ -n "$ADMIN" ] || die "--admin must not be empty"
+[ -n "$ORG" ] || die "--org must not be empty"
+
+abspath() {  # absolute path of $1 (which need not exist), relative to the current directory
+    case "$1" in
+        /*) printf '%s\n' "$1" ;;
+        *) printf '%s/%s\n' "$PWD" "${1#./}" ;;
+    esac
+}
+
+if [ -n "$WHEELHOUSE" ]; then
+    [ -d "$WHEELHOUSE" ] || die "wheelhouse $WHEELHOUSE is not a directory"
+    WHEELHOUSE="$(cd "$WHEELHOUSE" && pwd)"
+fi
+
+python_ok() {  # true if $1 runs, is Python >= 3.11 and can make virtualenvs with pip
+    "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1
+}
+
+PIP_QUIET=(--quiet --disable-pip-version-check)
+
+check_complete_init() {  # `hexvault init` writes DATA/secret_key last: without it, init was cut short
+    if [ ! -e "$DATA_DIR/secret_key" ]; then
+        warn "$DATA_DIR has hexvault.db but no secret_key: an earlier 'hexvault init' did not finish."
+        warn "If it holds nothing yet, remove $DATA_DIR and run $PROG again."
+    fi
+}
+
+# ==========================================================================================
+# Development set-up
+# ==========================================================================================
+dev_install() {
+    if [ "${#prod_only[@]}" -gt 0 ]; then
+        die "${prod_only[*]}: only for a production install (without --dev)"
+    fi
+    [ -f "$SCRIPT_DIR/setup.cfg" ] || die "--dev needs the Hexvault source checkout ($SCRIPT_DIR has no setup.cfg)"
+    local repo="$SCRIPT_DIR" venv="$SCRIPT_DIR/.venv"
+    DATA_DIR="$(abspath "${DATA_DIR:-$repo/data}")"
+    HOST="${HOST:-127.0.0.1}"
+
+    if [ -x "$venv/bin/python" ] &&
+        "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+        say "using the virtualenv $venv"
+    elif [ -e "$venv" ]; then
+        die "$venv exists but its Python does not run or is older than 3.11: remove it (rm -rf $venv) and re-run"
+    else
+        if [ -z "$PYTHON" ]; then
+            local c
+            for c in python3 python3.13 python3.12 python3.11 /usr/bin/python3; do
+                if command -v "$c" >/dev/null 2>&1 && python_ok "$c"; then PYTHON="$c"; break; fi
+            done
+        fi
+        [ -n "$PYTHON" ] && python_ok "$PYTHON" ||
+            die "need Python >= 3.11 with the venv module (on Debian/Ubuntu: sudo apt-get install python3 python3-venv)"
+        say "creating the virtualenv $venv with $("$PYTHON" -c 'import sys; print(sys.executable)')"
+        "$PYTHON" -m venv "$venv"
+    fi
+
+    if [ -n "$WHEELHOUSE" ]; then
+        say "installing Hexvault offline from $WHEELHOUSE"
+        "$venv/bin/python" -m pip install "${PIP_QUIET[@]}" --no-index --find-links "$WHEELHOUSE" "$repo"
+    else
+        say "installing Hexvault into $venv (pip install -e .)"
+        "$venv/bin/python" -m pip install "${PIP_QUIET[@]}" -e "$repo"
+    fi
+    [ -x "$venv/bin/hexvault" ] || die "pip did not install the hexvault command"
+
+    # The flags given here decide; a config file named by the caller's environment does not.
+    unset HEXVAULT_CONFIG
+    export HEXVAULT_DATA_DIR="$DATA_DIR" HEXVAULT_HOST="$HOST" HEXVAULT_PORT="$PORT"
+    if [ -n "$BASE_URL" ]; then export HEXVAULT_BASE_URL="$BASE_URL"; fi
+
+    if [ -e "$DATA_DIR/hexvault.db" ]; then
+        say "$DATA_DIR is already initialized; keeping it"
+        check_complete_init
+    else
+        say "initializing $DATA_DIR (admin: $ADMIN, organization: $ORG)"
+        if [ ! -d "$DATA_DIR" ]; then
+            mkdir -p "$DATA_DIR"
+            chmod 0700 "$DATA_DIR"
+        fi
+        "$venv/bin/hexvault" init --admin "$ADMIN" --org "$ORG"
+    fi
+
+    if [ "$NO_SERVE" -eq 1 ]; then
+        say "done. Start the server with:"
+        printf '  HEXVAULT_DATA_DIR=%q HEXVAULT_PORT=%q %q serve\n' "$DATA_DIR" "$PORT" "$venv/bin/hexvault" >&2
+        return 0
+    fi
+    say "serving on http://$HOST:$PORT (Ctrl-C stops)"
+    exec "$venv/bin/hexvault" serve
+}
+
+# ==========================================================================================
+# Production install
+# ==========================================================================================
+toml_string() {  # $1 as a TOML basic string
+    local s="$1"
+    s="${s//\\/\\\\}"
+    s="${s//\"/\\\"}"
+    printf '"%s"' "$s"
+}
+
+check_not_system_dir() {  # refuse to take over a system directory as $2
+    local d="${1%/}"
+    case "${d:-/}" in
+        /|/bin|/boot|/dev|/etc|/home|/lib|/lib64|/media|/mnt|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/*bin|/usr/lib|/usr/local|/var|/var/lib|/var/tmp)
+            die "$2 must not be the system directory $1" ;;
+    esac
+}
+
+as_service_user() {  # run "$@" as the service user with a clean environment
+    (cd / && runuser -u "$SVC_USER" -- env -i \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME="$DATA_DIR" LANG=C.UTF-8 HEXVAULT_CONFIG="$CONFIG_FILE" "$@")
+}
+
+prod_install() {
+    if [ "${#dev_only[@]}" -gt 0 ]; then
+        die "${dev_only[*]}: only with --dev"
+    fi
+    [ "$(id -u)" -eq 0 ] || die "a production install must run as root (sudo $PROG ...); for a development set-up use --dev"
+    command -v runuser >/dev/null 2>&1 || die "runuser (util-linux) is required"
+
+    PREFIX="$(abspath "${PREFIX:-/opt/hexvault}")"
+    DATA_DIR="$(abspath "${DATA_DIR:-/var/lib/hexvault}")"
+    CONFIG_DIR="$(abspath "${CONFIG_DIR:-/etc/hexvault}")"
+    UNIT_DIR="$(abspath "${UNIT_DIR:-/etc/systemd/system}")"
+    SVC_USER="${SVC_USER:-hexvault}"
+    HOST="${HOST:-0.0.0.0}"
+    CONFIG_FILE="$CONFIG_DIR/hexvault.toml"
+    local venv="$PREFIX/venv"
+    check_not_system_dir "$PREFIX" --prefix
+    check_not_system_dir "$DATA_DIR" --data-dir
+    check_not_system_dir "$CONFIG_DIR" --config-dir
+    case "$SVC_USER" in
+        root|"") die "--user must name an unprivileged user" ;;
+    esac
+
+    # What to install: the wheelhouse, this checkout, or the wheelhouse this script sits in.
+    local spec source_desc
+    if [ -z "$WHEELHOUSE" ] && [ ! -f "$SCRIPT_DIR/setup.cfg" ] && compgen -G "$SCRIPT_DIR/hexvault-*.whl" >/dev/null; then
+        WHEELHOUSE="$SCRIPT_DIR"
+    fi
+    if [ -n "$WHEELHOUSE" ]; then
+        compgen -G "$WHEELHOUSE/hexvault-*.whl" >/dev/null ||
+            die "no hexvault-*.whl in $WHEELHOUSE (make it with scripts/wheelhouse.sh)"
+        spec=hexvault
+        source_desc="the wheelhouse $WHEELHOUSE (offline)"
+    else
+        [ -f "$SCRIPT_DIR/setup.cfg" ] || die "no Hexvault source next to $PROG; pass --wheelhouse DIR"
+        spec="$SCRIPT_DIR"
+        source_desc="the checkout $SCRIPT_DIR"
+    fi
+
+    local template=""
+    for t in "$SCRIPT_DIR/scripts/hexvault.service.in" "$SCRIPT_DIR/hexvault.service.in" "${WHEELHOUSE:-/nonexistent}/hexvault.service.in"; do
+        if [ -f "$t" ]; then template="$t"; break; fi
+    done
+    [ -n "$template" ] || die "cannot find the systemd unit template scripts/hexvault.service.in"
+
+    if [ "$PORT" -lt 1024 ]; then
+        warn "port $PORT is privileged: the hardened unit cannot bind it unless you grant"
+        warn "CAP_NET_BIND_SERVICE in a drop-in (see the comments in $template)"
+    fi
+
+    # --- the system user and group ----------------------------------------------------------
+    if ! getent group "$SVC_USER" >/dev/null; then
+        say "creating the system group $SVC_USER"
+        groupadd --system "$SVC_USER"
+    fi
+    if ! id -u "$SVC_USER" >/dev/null 2>&1; then
+        say "creating the system user $SVC_USER"
+        useradd --system --gid "$SVC_USER" --home-dir "$DATA_DIR" --no-create-home \
+            --shell /usr/sbin/nologin --comment "Hexvault registry" "$SVC_USER"
+    fi
+
+    # --- the virtualenv with Hexvault ------------------------------------------------------
+    umask 022
+    mkdir -p "$PREFIX"
+    # The service user must be able to run the interpreter: a venv made from a Python under
+    # /root or /home (pyenv, say) is unusable for it and for the unit (ProtectHome=yes).
+    if [ -x "$venv/bin/python" ] && as_service_user "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+        say "upgrading Hexvault in $venv from $source_desc"
+    else
+        if [ -z "$PYTHON" ]; then
+            local c
+            for c in /usr/bin/python3 /usr/bin/python3.13 /usr/bin/python3.12 /usr/bin/python3.11 \
+                     /usr/local/bin/python3 /usr/local/bin/python3.13 /usr/local/bin/python3.12 /usr/local/bin/python3.11; do
+                if python_ok "$c" && as_service_user "$c" -c pass >/dev/null 2>&1; then PYTHON="$c"; break; fi
+            done
+        fi
+        if [ -z "$PYTHON" ] && [ -z "$WHEELHOUSE" ] && command -v apt-get >/dev/null 2>&1; then
+            say "installing python3 and python3-venv with apt-get"
+            apt-get update -q >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
+            python_ok /usr/bin/python3 && PYTHON=/usr/bin/python3
+        fi
+        [ -n "$PYTHON" ] ||
+            die "need a system Python >= 3.11 with venv that $SVC_USER can run (Debian: apt-get install python3 python3-venv), or --python PATH"
+        python_ok "$PYTHON" || die "$PYTHON is not Python >= 3.11 with the venv module"
+        as_service_user "$PYTHON" -c pass >/dev/null 2>&1 ||
+            die "$SVC_USER cannot run $PYTHON (is it under /root or /home?); pass --python with a system Python"
+        [ -e "$venv" ] && { say "replacing the unusable virtualenv $venv"; rm -rf "$venv"; }
+        say "creating the virtualenv $venv with $PYTHON"
+        "$PYTHON" -m venv "$venv"
+        say "installing Hexvault into $venv from $source_desc"
+    fi
+    local pip=("$venv/bin/python" -m pip install "${PIP_QUIET[@]}")
+    if [ -n "$WHEELHOUSE" ]; then
+        pip+=(--no-index --find-links "$WHEELHOUSE")
+    fi
+    # Dependencies first (upgraded where the source asks for newer ones), then Hexvault itself
+    # reinstalled even when its version did not change.
+    "${pip[@]}" --upgrade "$spec"
+    "${pip[@]}" --force-reinstall --no-deps "$spec"
+    [ -x "$venv/bin/hexvault" ] || die "pip did not install $venv/bin/hexvault"
+
+    # --- configuration ---------------------------------------------------------------------
+    if [ ! -d "$CONFIG_DIR" ]; then
+        mkdir -p "$CONFIG_DIR"
+        chown "root:$SVC_USER" "$CONFIG_DIR"
+        chmod 0750 "$CONFIG_DIR"
+    fi
+    if [ -e "$CONFIG_FILE" ]; then
+        say "keeping the existing $CONFIG_FILE"
+        local configured
+        configured="$("$venv/bin/python" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("data_dir", ""))' "$CONFIG_FILE")" ||
+            die "cannot read $CONFIG_FILE"
+        if [ -n "$configured" ] && [ "$configured" != "$DATA_DIR" ]; then
+            say "using data_dir = $configured from $CONFIG_FILE"
+            DATA_DIR="$configured"
+            check_not_system_dir "$DATA_DIR" "data_dir in $CONFIG_FILE"
+        fi
+    else
+        if [ -z "$BASE_URL" ]; then
+            local fqdn
+            fqdn="$(hostname -f 2>/dev/null || hostname 2>/dev/null || echo localhost)"
+            BASE_URL="http://${fqdn:-localhost}:$PORT"
+        fi
+        say "writing $CONFIG_FILE (base_url = $BASE_URL)"
+        local tmp
+        tmp="$(mktemp "$CONFIG_DIR/.hexvault.toml.XXXXXX")"
+        cat >"$tmp" <<EOF
+# Hexvault configuration, written by install.sh on $(date -u +%Y-%m-%d).
+# Each setting can also be overridden by an environment variable HEXVAULT_<NAME>
+# (e.g. HEXVAULT_PORT). Restart the service after a change: systemctl restart hexvault
+data_dir = $(toml_string "$DATA_DIR")
+host = $(toml_string "$HOST")
+port = $PORT
+# The URL clients use; it appears in the set-up commands Hexvault prints and shows.
+base_url = $(toml_string "$BASE_URL")
+# Organization that receives API calls without /repos/ORG (defaults to the one made by init):
+# default_organization = $(toml_string "$ORG")
+EOF
+        chown "root:$SVC_USER" "$tmp"
+        chmod 0640 "$tmp"
+        mv -f "$tmp" "$CONFIG_FILE"
+    fi
+
+    # --- data directory --------------------------------------------------------------------
+    mkdir -p "$DATA_DIR"
+    chown "$SVC_USER:$SVC_USER" "$DATA_DIR"
+    chmod 0750 "$DATA_DIR"
+    as_service_user test -r "$CONFIG_FILE" || die "$SVC_USER cannot read $CONFIG_FILE"
+
+    if [ -e "$DATA_DIR/hexvault.db" ]; then
+        say "$DATA_DIR is already initialized; keeping it"
+        check_complete_init
+    else
+        say "initializing $DATA_DIR as $SVC_USER (admin: $ADMIN, organization: $ORG)"
+        say "the admin password below is shown only once: store it safely"
+        (umask 027 && as_service_user "$venv/bin/hexvault" init --admin "$ADMIN" --org "$ORG")
+        [ -e "$DATA_DIR/hexvault.db" ] || warn "hexvault init finished but $DATA_DIR/hexvault.db does not exist"
+    fi
+
+    # --- systemd unit ----------------------------------------------------------------------
+    local unit="$UNIT_DIR/hexvault.service" text
+    text="$(<"$template")"
+    text="${text//@PREFIX@/"$PREFIX"}"
+    text="${text//@CONFIG@/"$CONFIG_DIR"}"
+    text="${text//@USER@/"$SVC_USER"}"
+    text="${text//@DATA@/"$DATA_DIR"}"
+    mkdir -p "$UNIT_DIR"
+    printf '%s\n' "$text" >"$unit.tmp"
+    chmod 0644 "$unit.tmp"
+    mv -f "$unit.tmp" "$unit"
+    say "wrote $unit"
+
+    local manual
+    manual="$(printf 'sudo -u %q HEXVAULT_CONFIG=%q %q serve' "$SVC_USER" "$CONFIG_FILE" "$venv/bin/hexvault")"
+    manual+="$(printf '\n  (without sudo: runuser -u %q -- env HEXVAULT_CONFIG=%q %q serve)' "$SVC_USER" "$CONFIG_FILE" "$venv/bin/hexvault")"
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        systemctl daemon-reload
+        if [ "$NO_START" -eq 1 ]; then
+            say "done (not started). Start it with: systemctl enable --now hexvault"
+        else
+            systemctl enable --quiet hexvault
+            systemctl restart hexvault
+            sleep 2
+            if systemctl is-active --quiet hexvault; then
+                say "hexvault is running; logs: journalctl -u hexvault -f"
+            else
+                systemctl status --no-pager hexvault >&2 || true
+                die "hexvault did not stay up; see journalctl -u hexvault"
+            fi
+        fi
+    else
+        say "systemd is not running here, so the service was not started. Start it by hand with:"
+        printf '  %s\n' "$manual" >&2
+    fi
+    say "configuration: $CONFIG_FILE   data: $DATA_DIR   program: $venv/bin/hexvault"
+}
+
+if [ "$MODE" = dev ]; then
+    dev_install
+else
+    prod_install
+fi

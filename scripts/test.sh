@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Run the whole Hexvault test suite: the one command for developers and CI.
+#
+#   scripts/test.sh [PYTEST ARGS...]
+#
+# On a fresh Debian machine (as root, or a user with sudo) it installs what the tests need
+# (Erlang/OTP, rebar3, Chromium and ChromeDriver from Debian), creates or refreshes the
+# virtualenv .venv in the repository root with `pip install -e '.[test]'`, then runs
+# `.venv/bin/python -m pytest "$@"` from the repository root. Exits with pytest's status;
+# "no tests collected" (pytest's exit 5) counts as a failure.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+# --- 1. system packages -----------------------------------------------------------------
+missing=()
+for tool in erl rebar3 chromium chromedriver; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "missing ${missing[*]}: installing erlang-nox rebar3 chromium chromium-driver with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -q >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        erlang-nox rebar3 chromium chromium-driver >/dev/null
+    for tool in erl rebar3 chromium chromedriver; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after apt-get install"
+    done
+fi
+
+# --- 2. virtualenv ------------------------------------------------------------------------
+python_ok() {  # $1: interpreter; true if it runs, is >= 3.11 and has a working venv module
+    "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1
+}
+
+venv_ok() {
+    [ -x .venv/bin/python ] &&
+        .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 &&
+        .venv/bin/python -m pip --version >/dev/null 2>&1
+}
+
+if ! venv_ok; then
+    PYTHON=""
+    for candidate in python3 python3.13 python3.12 python3.11 /usr/bin/python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && python_ok "$candidate"; then
+            PYTHON="$candidate"
+            break
+        fi
+    done
+    if [ -z "$PYTHON" ] && command -v apt-get >/dev/null 2>&1; then
+        say "no Python >= 3.11 with venv found: installing python3 python3-venv with apt-get"
+        as_root apt-get update -q >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
+        python_ok /usr/bin/python3 && PYTHON=/usr/bin/python3
+    fi
+    [ -n "$PYTHON" ] || die "need Python >= 3.11 with the venv module"
+    if [ -e .venv ]; then
+        say "recreating broken virtualenv .venv with $PYTHON"
+        rm -rf .venv
+    else
+        say "creating virtualenv .venv with $PYTHON"
+    fi
+    "$PYTHON" -m venv .venv
+fi
+
+say "installing hexvault and its test dependencies into .venv (pip install -e '.[test]')"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+# --- 3. tests -------------------------------------------------------------------------------
+say "running pytest $*"
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+    say "error: pytest collected no tests (exit 5); treating that as a failure"
+    exit 1
+fi
+exit "$status"
