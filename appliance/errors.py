@@ -66,13 +66,6 @@ class InvalidMetadata(InvalidTarball):
     """metadata.config cannot be read safely or lacks what Hex requires."""
 
 
-class TooLarge(HexvaultError):
-    """A request body over the configured size limit."""
-
-    status = 413
-    message = "Request entity too large"
-
-
 class NotInitialized(HexvaultError):
     """The data directory has not been set up with ``hexvault init``."""
 

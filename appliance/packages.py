@@ -17,7 +17,7 @@ import typing
 
 from appliance import audit, registry_builder
 from appliance.db import write_tx
-from appliance.errors import Invalid, InvalidTarball, NotFound, TooLarge
+from appliance.errors import Invalid, InvalidTarball, NotFound
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement, User, utcnow
 from appliance.protocol import tarball, versions
 
@@ -121,7 +121,7 @@ def _check_metadata(org, meta):
 def read_tarball(rt, data):
     """Validate an uploaded package tarball without storing anything."""
     if len(data) > rt.config.max_tarball_size:
-        raise TooLarge("Validation error(s)", {"tar": "too big"})
+        raise InvalidTarball(f"too big: {len(data)} bytes; the limit is {rt.config.max_tarball_size}")
     return tarball.read_package(data, max_size=rt.config.max_tarball_size,
                                 max_uncompressed_size=rt.config.max_uncompressed_size)
 
@@ -230,7 +230,7 @@ def unretire(rt, org, name, version, *, actor=audit.CLI):
 def upload_docs(rt, org, name, version, data, *, actor=audit.CLI):
     release = get_release(org, name, version)
     if len(data) > rt.config.max_tarball_size:
-        raise TooLarge("Validation error(s)", {"tar": "too big"})
+        raise InvalidTarball(f"too big: {len(data)} bytes; the limit is {rt.config.max_tarball_size}")
     tarball.read_docs(data, max_size=rt.config.max_tarball_size,
                       max_uncompressed_size=rt.config.max_uncompressed_size)
     checksum = hashlib.sha256(data).hexdigest()
@@ -308,7 +308,7 @@ def publisher_of(release):
     return User.get_or_none(User.id == release.publisher_id) if release.publisher_id else None
 
 
-def tarball(rt, org, filename):
+def tarball_blob(rt, org, filename):
     """The stored tarball for ``NAME-VERSION.tar``; the ETag is its outer checksum, so a
     conditional GET is answered from the database without touching the blob."""
     if not filename.endswith(".tar") or "-" not in filename:
@@ -322,7 +322,7 @@ def tarball(rt, org, filename):
     return Blob(f'"{release.outer_checksum}"', release.size, lambda: rt.store.open(key))
 
 
-def docs_tarball(rt, org, filename):
+def docs_blob(rt, org, filename):
     if not filename.endswith(".tar.gz") or "-" not in filename:
         raise NotFound()
     name, _, version = filename[:-7].partition("-")

@@ -85,8 +85,11 @@ def require(principal, action, org, role_of):
 
 def grantable(principal, permissions, role_of, org_lookup):
     """Refuse a key that would carry more than its creator holds (hexpm: a key can't escalate)."""
+    # What counts is what the owner holds, not the key used to ask (an api:write key creates
+    # repository keys for organizations its user belongs to).
+    owner = Principal(user=principal.user, key=principal.key if principal.user is None else None)
     for domain, resource in permissions:
         if domain in ("repository", "docs"):
             action = READ_REPOSITORY if domain == "repository" else READ_DOCS
-            if not can(principal, action, org_lookup(resource), role_of):
+            if not can(owner, action, org_lookup(resource), role_of):
                 raise Forbidden(f"you cannot grant {domain}:{resource}")

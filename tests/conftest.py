@@ -6,6 +6,7 @@ Hexvault's own is mocked.
 """
 
 import os
+import socket
 import threading
 
 import pytest
@@ -36,29 +37,45 @@ def runtime(config):
 
 
 class LiveServer:
-    def __init__(self, app):
-        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8,
-                                             max_request_body_size=64 * 1024 * 1024)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+    """waitress on a socket bound to port 0, so the URL is known before the app is built."""
 
-    def start(self):
+    def __init__(self):
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = None
+        self.thread = None
+
+    def start(self, app):
+        self.server = waitress.create_server(app, sockets=[self.socket], threads=8,
+                                             max_request_body_size=64 * 1024 * 1024)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         return self
 
     def stop(self):
-        self.server.close()
+        # Closing the listening socket is not enough: waitress's loop runs while any client
+        # connection (a keep-alive session) is still in its map.
+        # Channels are closed from inside the loop's own thread (via its trigger), never under it.
+        def close_all():
+            for channel in list(self.server._map.values()):
+                if channel is not self.server.trigger:
+                    channel.close()
+            self.server.trigger.close()
+
+        self.server.trigger.pull_trigger(close_all)
+        self.server.task_dispatcher.shutdown()
         self.thread.join(timeout=5)
+        assert not self.thread.is_alive(), "waitress did not stop"
 
 
 @pytest.fixture
 def live_server(config, runtime):
     # The external URL must be the live one: it is printed in client commands and API URLs.
-    server = LiveServer(None)
-    rt = runtime
-    rt.config = config.with_updates(base_url=server.url)
-    server.server.application = create_app(rt.config, rt)
-    server.start()
+    server = LiveServer()
+    runtime.config = config.with_updates(base_url=server.url)
+    server.start(create_app(runtime.config, runtime))
     yield server
     server.stop()
 

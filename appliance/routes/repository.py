@@ -103,10 +103,10 @@ def package(org_name, name):
 @bp.get("/repos/<org_name>/tarballs/<filename>")
 def tarball(org_name, filename):
     org = _authorized_org(org_name)
-    return serve_blob(packages.tarball(runtime(), org, filename), TARBALL_CACHE)
+    return serve_blob(packages.tarball_blob(runtime(), org, filename), TARBALL_CACHE)
 
 
 @bp.get("/repos/<org_name>/docs/<filename>")
 def docs(org_name, filename):
     org = _authorized_org(org_name)
-    return serve_blob(packages.docs_tarball(runtime(), org, filename), TARBALL_CACHE)
+    return serve_blob(packages.docs_blob(runtime(), org, filename), TARBALL_CACHE)

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Benchmark: authenticated registry reads and publish latency of a live Hexvault on loopback.
+
+Initializes a throw-away data directory, fills one organization with N packages (through the
+same publish service the API uses), starts `hexvault serve` as a separate process on 127.0.0.1,
+then measures with C concurrent keep-alive clients for a bounded time. Prints one line per figure:
+
+    packages_get_rps=...     authenticated GET /repos/ORG/packages/NAME per second
+    packages_get_p99_ms=...  99th percentile latency of those GETs
+    publish_ms_median=...    end-to-end publish latency (HTTP, validation, registry rebuild) at N
+
+Usage: scripts/bench_registry.py [--packages 1000] [--clients 32] [--seconds 10] [--publishes 20]
+"""
+
+import argparse
+import http.client
+import multiprocessing
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from appliance import accounts, keys, orgs, packages  # noqa: E402
+from appliance.config import load_config  # noqa: E402
+from appliance.db import database  # noqa: E402
+from appliance.protocol import tarball  # noqa: E402
+from appliance.runtime import initialize, open_runtime  # noqa: E402
+
+
+def package_bytes(name, version):
+    files = {f"src/{name}.erl": f"-module({name}).\n".encode(), "rebar.config": b"{erl_opts, []}.\n"}
+    meta = {"name": name, "version": version, "app": name, "description": "bench", "licenses": ["MIT"],
+            "files": sorted(files), "build_tools": ["rebar3"], "requirements": []}
+    return tarball.create_package(meta, files)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fill(data_dir, n):
+    config = load_config(environ={}, data_dir=data_dir, bcrypt_rounds=4)
+    initialize(config)
+    rt = open_runtime(config)
+    with database.connection_context():
+        admin = accounts.create_user("bench", "bench-password", is_admin=True, rounds=4)
+        org = orgs.create("bench")
+        orgs.add_member(org, admin, "admin")
+        _k, repo_key = keys.create(rt.app_secret, "read", [["repository", "bench"]], organization=org)
+        _k, api_key = keys.create(rt.app_secret, "write", [["api", "write"]], user=admin)
+        started = time.perf_counter()
+        for i in range(n):
+            packages.publish(rt, org, package_bytes(f"pkg{i:05d}", "1.0.0"), actor=packages.audit.CLI)
+        fill_seconds = time.perf_counter() - started
+    return repo_key, api_key, fill_seconds
+
+
+def wait_ready(port, deadline=30.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def client_worker(port, key, names, seconds, threads, queue):
+    import threading
+
+    latencies, errors = [], [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def run():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        local, rng = [], random.Random()
+        while time.monotonic() < stop_at:
+            name = rng.choice(names)
+            t0 = time.perf_counter()
+            conn.request("GET", f"/repos/bench/packages/{name}", headers={"authorization": key})
+            response = conn.getresponse()
+            response.read()
+            local.append(time.perf_counter() - t0)
+            if response.status != 200:
+                with lock:
+                    errors[0] += 1
+        with lock:
+            latencies.extend(local)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    queue.put((latencies, errors[0]))
+
+
+def measure_reads(port, key, names, clients, seconds):
+    procs_count = min(4, clients)
+    queue = multiprocessing.Queue()
+    per_proc = [clients // procs_count + (1 if i < clients % procs_count else 0) for i in range(procs_count)]
+    procs = [multiprocessing.Process(target=client_worker, args=(port, key, names, seconds, t, queue))
+             for t in per_proc]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - started
+    latencies = sorted(x for lat, _ in results for x in lat)
+    errors = sum(e for _, e in results)
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
+    return len(latencies) / elapsed, p99 * 1000, errors
+
+
+def measure_publish(port, api_key, count):
+    timings = []
+    for i in range(count):
+        data = package_bytes(f"fresh{i:04d}", "1.0.0")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        t0 = time.perf_counter()
+        conn.request("POST", f"/api/repos/bench/packages/fresh{i:04d}/releases?replace=false", body=data,
+                     headers={"authorization": api_key, "content-type": "application/octet-stream",
+                              "accept": "application/vnd.hex+erlang"})
+        response = conn.getresponse()
+        response.read()
+        timings.append((time.perf_counter() - t0) * 1000)
+        if response.status != 201:
+            raise SystemExit(f"publish failed: {response.status}")
+        conn.close()
+    return statistics.median(timings), max(timings)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--packages", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--publishes", type=int, default=20)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="hexvault-bench-") as tmp:
+        data_dir = os.path.join(tmp, "data")
+        repo_key, api_key, fill_seconds = fill(data_dir, args.packages)
+        print(f"fill_packages={args.packages} fill_seconds={fill_seconds:.1f}")
+        port = free_port()
+        env = dict(os.environ, HEXVAULT_DATA_DIR=data_dir, HEXVAULT_PORT=str(port), HEXVAULT_LOG_LEVEL="WARNING",
+                   HEXVAULT_THREADS="16")
+        server = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(port)
+            names = [f"pkg{i:05d}" for i in range(args.packages)]
+            rps, p99, errors = measure_reads(port, repo_key, names, args.clients, args.seconds)
+            print(f"packages_get_rps={rps:.0f} clients={args.clients} seconds={args.seconds:g} errors={errors}")
+            print(f"packages_get_p99_ms={p99:.1f}")
+            median, worst = measure_publish(port, api_key, args.publishes)
+            print(f"publish_ms_median={median:.1f} publish_ms_max={worst:.1f} at_packages={args.packages}")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

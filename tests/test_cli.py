@@ -1,0 +1,57 @@
+"""The `hexvault` command, run in-process through click's runner on a real data directory."""
+
+import re
+
+from click.testing import CliRunner
+
+from appliance.cli import main
+
+
+def run(tmp_path, *args, input=None):
+    env = {"HEXVAULT_DATA_DIR": str(tmp_path / "data"), "HEXVAULT_BCRYPT_ROUNDS": "4", "HEXVAULT_CONFIG": ""}
+    return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+
+def test_commands_refuse_an_uninitialized_data_dir(tmp_path):
+    result = run(tmp_path, "org", "list")
+    assert result.exit_code == 1
+    assert "not initialized" in result.output and "hexvault init" in result.output
+
+
+def test_init_prints_secrets_and_client_setup_once_and_refuses_twice(tmp_path):
+    result = run(tmp_path, "init", "--admin", "root", "--org", "acme")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"Admin password:\s+\S{12,}", result.output)
+    repo_key = re.search(r"Repository key:\s+([0-9a-f]{32})", result.output).group(1)
+    assert f"mix hex.repo add acme http://127.0.0.1:8000/repos/acme --public-key acme.pem --auth-key {repo_key}" \
+        in result.output
+    assert "repo_public_key => <<\"-----BEGIN PUBLIC KEY-----" in result.output
+    again = run(tmp_path, "init")
+    assert again.exit_code == 1 and "already initialized" in again.output
+
+
+def test_org_user_key_lifecycle_and_check(tmp_path):
+    assert run(tmp_path, "init", "--admin-password", "first-password").exit_code == 0
+    assert run(tmp_path, "org", "create", "beta").exit_code == 0
+    dup = run(tmp_path, "org", "create", "beta")
+    assert dup.exit_code == 1 and "already exists" in dup.output
+    assert run(tmp_path, "user", "create", "alice", "--password", "alice-password").exit_code == 0
+    assert run(tmp_path, "org", "add-member", "beta", "alice", "--role", "read").exit_code == 0
+    assert "alice\tread" in run(tmp_path, "org", "members", "beta").output
+    created = run(tmp_path, "key", "create", "ci", "--org", "beta", "-p", "repository:beta")
+    assert created.exit_code == 0 and re.search(r"key ci: [0-9a-f]{32}", created.output)
+    assert "ci\trepository:beta\tactive" in run(tmp_path, "key", "list", "--org", "beta").output
+    assert run(tmp_path, "key", "revoke", "ci", "--org", "beta").exit_code == 0
+    assert "revoked" in run(tmp_path, "key", "list", "--org", "beta").output
+    bad = run(tmp_path, "key", "create", "x", "--org", "beta", "-p", "repository:nope")
+    assert bad.exit_code == 1 and "nope" in bad.output
+    rebuilt = run(tmp_path, "registry", "rebuild")
+    assert rebuilt.exit_code == 0 and "beta: 0 packages" in rebuilt.output
+    checked = run(tmp_path, "check")
+    assert checked.exit_code == 0 and checked.output.startswith("ok")
+
+
+def test_show_config_reports_env_overrides(tmp_path):
+    result = run(tmp_path, "show-config")
+    assert f"data_dir = '{tmp_path / 'data'}'" in result.output
+    assert "bcrypt_rounds = 4" in result.output
