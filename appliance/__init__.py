@@ -54,12 +54,9 @@ def create_app(config=None, runtime=None):
 
     @app.before_request
     def _connect():
+        # One SQLite connection per waitress worker thread, opened on first use and kept:
+        # reconnecting per request would re-run the pragmas on every GET.
         database.connect(reuse_if_open=True)
-
-    @app.teardown_request
-    def _close(_exc):
-        if not database.is_closed():
-            database.close()
 
     register_error_handlers(app)
     app.register_blueprint(repository.bp)

@@ -5,7 +5,7 @@ import re
 import peewee
 
 from appliance import audit
-from appliance.db import write_tx
+from appliance.db import database, write_tx
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.models import ROLES, Membership, Meta, Organization, User
 
@@ -32,7 +32,8 @@ def create(name, *, actor=audit.CLI):
 
 
 def get(name):
-    org = Organization.get_or_none(Organization.name == (name or "").lower())
+    # Raw SQL: this runs on every repository and API request (see keys.authenticate).
+    org = next(iter(Organization.raw('SELECT * FROM "organization" WHERE "name" = ?', (name or "").lower())), None)
     if org is None:
         raise NotFound(f"no organization named {name}")
     return org
@@ -53,8 +54,9 @@ def default_name(configured=""):
 def role_of(user, org):
     if user is None:
         return None
-    row = Membership.get_or_none((Membership.user == user.id) & (Membership.organization == org.id))
-    return row.role if row else None
+    row = database.execute_sql('SELECT "role" FROM "membership" WHERE "user_id" = ? AND "organization_id" = ?',
+                               (user.id, org.id)).fetchone()
+    return row[0] if row else None
 
 
 def _check_role(role):
