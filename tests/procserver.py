@@ -1,0 +1,53 @@
+"""`hexvault serve` as a real child process, for tests that kill it."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, data_dir, port=None):
+        self.data_dir = str(data_dir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, deadline=30.0):
+        env = dict(os.environ, HEXVAULT_DATA_DIR=self.data_dir, HEXVAULT_PORT=str(self.port),
+                   HEXVAULT_BASE_URL=self.url, HEXVAULT_LOG_LEVEL="WARNING", HEXVAULT_CONFIG="")
+        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start in time")
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc.stderr.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc and self.proc.stderr and not self.proc.stderr.closed:
+            self.proc.stderr.close()
