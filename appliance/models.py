@@ -97,6 +97,9 @@ class Package(BaseModel):
     meta = JSONField(default=dict)  # description, licenses, links, maintainers of the latest release
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
+    # Incremented with every change to the package's releases; registry_builder re-encodes an
+    # index entry only when this moved, even across processes.
+    revision = peewee.IntegerField(default=0)
 
     class Meta:
         indexes = ((("organization", "name"), True),)

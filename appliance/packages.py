@@ -175,7 +175,10 @@ def _package_meta(meta):
 
 
 def _mark_dirty(org, name):
+    """Inside the change's transaction: queue the registry rebuild and move the revision."""
     PendingBuild.create(organization=org, package_name=name)
+    Package.update(revision=Package.revision + 1)\
+        .where((Package.organization == org.id) & (Package.name == name)).execute()
 
 
 def _delete_unreferenced_tarball(rt, outer_hex):

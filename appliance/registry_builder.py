@@ -69,23 +69,47 @@ def build_package(org, package_name, private_key):
     return registry.sign_and_gzip(payload, private_key)
 
 
-def build_index(org, private_key):
-    """The signed, gzipped ``names`` and ``versions`` files of one organization."""
+def _index_entries(org, names):
+    """(names entry, versions entry) of each named package, encoded from the database."""
     rows = (Release.select(Package.name, Package.updated_at, Release.version, Release.retirement_reason)
-            .join(Package).where(Package.organization == org.id).tuples())
+            .join(Package).where((Package.organization == org.id) & (Package.name.in_(names))).tuples())
     by_package = {}
     for name, updated_at, version, retired in rows:
         entry = by_package.setdefault(name, {"updated_at": updated_at, "releases": []})
         entry["releases"].append((version, retired is not None))
-    names, index = [], []
-    for name in sorted(by_package):  # byte order, as hexpm sorts
-        entry = by_package[name]
+    entries = {}
+    for name, entry in by_package.items():
         releases = _sorted(entry["releases"], lambda r: r[0])
-        names.append((name, entry["updated_at"]))
-        index.append(dict(name=name, versions=[v for v, _ in releases],
-                          retired=[i for i, (_, retired) in enumerate(releases) if retired]))
-    return (registry.sign_and_gzip(registry.encode_names(org.name, names), private_key),
-            registry.sign_and_gzip(registry.encode_versions(org.name, index), private_key))
+        entries[name] = (
+            registry.encode_names_entry(name, entry["updated_at"]),
+            registry.encode_versions_entry(name, [v for v, _ in releases],
+                                           [i for i, (_, retired) in enumerate(releases) if retired]))
+    return entries
+
+
+def build_index(org, private_key, cache=None):
+    """The signed, gzipped ``names`` and ``versions`` files of one organization.
+
+    ``cache`` (a dict kept per organization by the caller) holds each package's encoded entries
+    with the revision they were built from; only packages whose revision moved are re-read and
+    re-encoded, so a publish into a large organization costs one package, not all of them.
+    """
+    cache = {} if cache is None else cache
+    current = dict(Package.select(Package.name, Package.revision).where(Package.organization == org.id).tuples())
+    for name in list(cache):
+        if name not in current:
+            del cache[name]
+    stale = [name for name, revision in current.items() if name not in cache or cache[name][0] != revision]
+    for start in range(0, len(stale), 500):
+        chunk = stale[start:start + 500]
+        fresh = _index_entries(org, chunk)
+        for name in chunk:
+            # A package row without releases (mid-revert) is left out of the index.
+            cache[name] = (current[name],) + fresh[name] if name in fresh else (current[name], None, None)
+    listed = [cache[name] for name in sorted(current, key=str.encode) if cache[name][1] is not None]
+    names = registry.assemble_index(org.name, [entry[1] for entry in listed])
+    index = registry.assemble_index(org.name, [entry[2] for entry in listed])
+    return registry.sign_and_gzip(names, private_key), registry.sign_and_gzip(index, private_key)
 
 
 def _write_package(rt, org, name, private_key):
@@ -97,7 +121,7 @@ def _write_package(rt, org, name, private_key):
 
 
 def _write_index(rt, org, private_key):
-    names, index = build_index(org, private_key)
+    names, index = build_index(org, private_key, rt.index_cache.setdefault(org.id, {}))
     rt.store.put(names_key(org.name), names)
     rt.store.put(versions_key(org.name), index)
 

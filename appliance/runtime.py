@@ -28,6 +28,8 @@ class Runtime:
         self.app_secret = (config.data_path / "secret_key").read_bytes().strip()
         self._signing = None  # (SigningKey.id, private key)
         self._locks = {}
+        # registry_builder's encoded names/versions entries per organization (see build_index).
+        self.index_cache = {}
         self._locks_guard = threading.Lock()
 
     def signing_key(self):

@@ -75,3 +75,23 @@ def test_signing_key_rotation_resigns_everything(runtime):
     else:
         raise AssertionError("the old key still verifies the re-signed registry")
     assert check.run(runtime) == []
+
+
+def test_incremental_index_is_byte_identical_to_a_fresh_build(runtime):
+    org = orgs.create("acme")
+    for name in ("zeta", "alpha", "mid"):
+        packages.publish(runtime, org, erlang_package(name, "1.0.0"), actor=audit.CLI)
+    packages.publish(runtime, org, erlang_package("alpha", "1.1.0-rc.1"), actor=audit.CLI)
+    packages.retire(runtime, org, "alpha", "1.0.0", "deprecated", "use 2.x", actor=audit.CLI)
+    packages.revert(runtime, org, "zeta", "1.0.0", actor=audit.CLI)
+    _row, key = runtime.signing_key()
+    warm = runtime.index_cache[org.id]
+    assert registry_builder.build_index(org, key, warm) == registry_builder.build_index(org, key)
+    payload = registry.decode_signed(registry_builder.build_index(org, key, warm)[1], _public_key())
+    versions = registry.decode_versions(payload, "acme")["packages"]
+    assert [(p["name"], p["versions"], p["retired"]) for p in versions] == [
+        ("alpha", ["1.0.0", "1.1.0-rc.1"], [0]), ("mid", ["1.0.0"], [])]
+    # the assembled payload equals what encoding the whole message at once gives
+    assert payload == registry.encode_versions("acme", [
+        {"name": "alpha", "versions": ["1.0.0", "1.1.0-rc.1"], "retired": [0]},
+        {"name": "mid", "versions": ["1.0.0"], "retired": []}])

@@ -209,3 +209,44 @@ def decode_package(payload, expected_repository, expected_name=None):
                               "repository": d.repository if d.HasField("repository") else None}
                              for d in r.dependencies]})
     return {"name": msg.name, "repository": msg.repository, "releases": releases}
+
+
+# -- incremental index building ------------------------------------------------------------------
+# Names and Versions are a repeated `packages` field (1) plus `repository` (2). Protobuf lets a
+# repeated field's elements be written one after another, so a payload can be assembled from
+# entries encoded earlier; a rebuild then re-encodes only the packages that changed. The result
+# is byte-identical to encode_names/encode_versions.
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _length_delimited(number, data):
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def encode_names_entry(name, updated_at):
+    entry = Names().packages.add(name=name)
+    if updated_at is not None:
+        _set_time(entry.updated_at, updated_at)
+    return _length_delimited(1, entry.SerializeToString())
+
+
+def encode_versions_entry(name, versions, retired):
+    entry = Versions().packages.add(name=name)
+    entry.versions.extend(versions)
+    entry.retired.extend(retired)
+    return _length_delimited(1, entry.SerializeToString())
+
+
+def assemble_index(repository, entries):
+    """A Names or Versions payload from entries already sorted by package name."""
+    return b"".join(entries) + _length_delimited(2, repository.encode("utf-8"))
