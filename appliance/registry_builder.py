@@ -160,6 +160,20 @@ def full(rt, org):
         return len(names)
 
 
+def rebuild_index(rt, org):
+    """Rewrite names and versions only (after bulk changes that touched no package file)."""
+    with rt.registry_lock(org.name):
+        _row, private_key = rt.signing_key()
+        _write_index(rt, org, private_key)
+
+
+def warm_index(rt, org):
+    """Fill the index cache of one organization without writing anything."""
+    with rt.registry_lock(org.name):
+        _row, private_key = rt.signing_key()
+        build_index(org, private_key, rt.index_cache.setdefault(org.id, {}))
+
+
 def repair_pending(rt):
     """At start-up: finish the builds a crash interrupted. Returns the organizations touched."""
     org_ids = {p.organization_id for p in PendingBuild.select(PendingBuild.organization)}

@@ -8,6 +8,7 @@ import logging
 
 from appliance import registry_builder
 from appliance.db import database
+from appliance.models import Organization
 
 log = logging.getLogger("hexvault")
 
@@ -32,6 +33,14 @@ def recover(rt):
         log.info("rebuilt registries interrupted by a crash: %s", ", ".join(repaired))
 
 
+def warm(rt):
+    """Encode every organization's index entries once, before the first publish needs them."""
+    with database.connection_context():
+        for org in Organization.select():
+            registry_builder.warm_index(rt, org)
+
+
 def start(rt):
     recover(rt)
+    warm(rt)
     return Background()
