@@ -31,6 +31,7 @@ def create_app(config=None, runtime=None):
     from appliance.config import load_config
     from appliance.db import database
     from appliance.routes import api, repository
+    from appliance.routes.fastpath import RepositoryFastPath
     from appliance.routes.responses import register_error_handlers
     from appliance.runtime import open_runtime
 
@@ -50,7 +51,7 @@ def create_app(config=None, runtime=None):
         SESSION_COOKIE_NAME="hexvault_session",
     )
     app.extensions["hexvault"] = runtime
-    app.wsgi_app = MergeSlashes(app.wsgi_app)
+    app.wsgi_app = MergeSlashes(RepositoryFastPath(app.wsgi_app, runtime))
 
     @app.before_request
     def _connect():

@@ -5,6 +5,7 @@ variables. Failures print one ``error:`` line and exit 1.
 """
 
 import functools
+import logging
 import os
 import sys
 
@@ -137,6 +138,9 @@ def serve(ctx, host, port):
         background = serving.start(rt)
     except HexvaultError as exc:
         fail(exc.message)
+    # waitress warns "Task queue depth is N" on every queued request under load; that is
+    # normal for a busy appliance and the logging itself would slow it down.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     click.echo(f"Hexvault {__version__} serving on http://{config.host}:{config.port} "
                f"(external URL {config.external_url})", err=True)
     try:

@@ -3,11 +3,17 @@
 
 Initializes a throw-away data directory, fills one organization with N packages (through the
 same publish service the API uses), starts `hexvault serve` as a separate process on 127.0.0.1,
-then measures with C concurrent keep-alive clients for a bounded time. Prints one line per figure:
+then measures with C concurrent keep-alive clients for a bounded time. When Debian's nginx is
+installed, the same registry bytes are also served by a plain nginx (no auth) on loopback in the
+same run for comparison. Load comes from wrk when installed, else from Python clients.
+Prints one line per figure:
 
-    packages_get_rps=...     authenticated GET /repos/ORG/packages/NAME per second
-    packages_get_p99_ms=...  99th percentile latency of those GETs
-    publish_ms_median=...    end-to-end publish latency (HTTP, validation, registry rebuild) at N
+    hexvault_packages_rps=... p99_ms=...   authenticated GET /repos/ORG/packages/NAME
+    hexvault_tarballs_rps=... p99_ms=...   authenticated GET /repos/ORG/tarballs/NAME-1.0.0.tar
+    nginx_packages_rps=... p99_ms=...      the same files from nginx
+    ratio_packages=...                     hexvault / nginx
+    conditional_304_rps=...                GETs with a matching If-None-Match
+    publish_ms_median=...                  end-to-end publish latency (HTTP, validation, registry rebuild) at N
 
 Usage: scripts/bench_registry.py [--packages 1000] [--clients 32] [--seconds 10] [--publishes 20]
 """
@@ -17,6 +23,8 @@ import http.client
 import multiprocessing
 import os
 import random
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -124,6 +132,82 @@ def measure_reads(port, key, names, clients, seconds):
     return len(latencies) / elapsed, p99 * 1000, errors
 
 
+WRK_SCRIPT = """
+local paths = {%s}
+local headers = {%s}
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)], headers)
+end
+"""
+
+
+def lua_string(text):
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def measure_wrk(port, paths, headers, clients, seconds, workdir):
+    script = os.path.join(workdir, "bench.lua")
+    with open(script, "w") as fh:
+        fh.write(WRK_SCRIPT % (", ".join(lua_string(p) for p in paths),
+                               ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items())))
+    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-s", script,
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, float(p99.group(1)) * scale, int(non2xx.group(1)) if non2xx else 0
+
+
+NGINX_CONF = """
+worker_processes 2;
+daemon off;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %(dir)s/tmp;
+  proxy_temp_path %(dir)s/tmp;
+  fastcgi_temp_path %(dir)s/tmp;
+  uwsgi_temp_path %(dir)s/tmp;
+  scgi_temp_path %(dir)s/tmp;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:%(port)d;
+    root %(dir)s/www;
+  }
+}
+"""
+
+
+def start_nginx(rt, org_name, names, workdir):
+    """Serve the same registry files and tarballs with nginx at the same paths, no auth."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        return None, None
+    base = os.path.join(workdir, "nginx")
+    www = os.path.join(base, "www", "repos", org_name)
+    os.makedirs(os.path.join(www, "packages"))
+    os.makedirs(os.path.join(www, "tarballs"))
+    os.makedirs(os.path.join(base, "tmp"))
+    with database.connection_context():
+        org = orgs.get(org_name)
+        for name in names:
+            with open(os.path.join(www, "packages", name), "wb") as fh:
+                fh.write(rt.store.get(f"registry/{org_name}/packages/{name}"))
+            blob = packages.tarball_blob(rt, org, f"{name}-1.0.0.tar")
+            with blob.open() as src, open(os.path.join(www, "tarballs", f"{name}-1.0.0.tar"), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    port = free_port()
+    conf = os.path.join(base, "nginx.conf")
+    with open(conf, "w") as fh:
+        fh.write(NGINX_CONF % {"dir": base, "port": port})
+    proc = subprocess.Popen([nginx, "-c", conf, "-p", base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(port)
+    return proc, port
+
+
 def measure_publish(port, api_key, count):
     timings = []
     for i in range(count):
@@ -148,6 +232,7 @@ def main():
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--publishes", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads of the server")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="hexvault-bench-") as tmp:
@@ -156,21 +241,45 @@ def main():
         print(f"fill_packages={args.packages} fill_seconds={fill_seconds:.1f}")
         port = free_port()
         env = dict(os.environ, HEXVAULT_DATA_DIR=data_dir, HEXVAULT_PORT=str(port), HEXVAULT_LOG_LEVEL="WARNING",
-                   HEXVAULT_THREADS="16")
+                   HEXVAULT_THREADS=str(args.threads), HEXVAULT_CONFIG="")
         server = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nginx = None
         try:
             wait_ready(port)
             names = [f"pkg{i:05d}" for i in range(args.packages)]
-            rps, p99, errors = measure_reads(port, repo_key, names, args.clients, args.seconds)
-            print(f"packages_get_rps={rps:.0f} clients={args.clients} seconds={args.seconds:g} errors={errors}")
-            print(f"packages_get_p99_ms={p99:.1f}")
+            auth = {"authorization": repo_key}
+            if shutil.which("wrk"):
+                pkg_paths = [f"/repos/bench/packages/{n}" for n in names]
+                tar_paths = [f"/repos/bench/tarballs/{n}-1.0.0.tar" for n in names]
+                rps, p99, bad = measure_wrk(port, pkg_paths, auth, args.clients, args.seconds, tmp)
+                print(f"hexvault_packages_rps={rps:.0f} p99_ms={p99:.1f} non_2xx={bad} clients={args.clients}")
+                tar_rps, tar_p99, bad = measure_wrk(port, tar_paths, auth, args.clients, args.seconds, tmp)
+                print(f"hexvault_tarballs_rps={tar_rps:.0f} p99_ms={tar_p99:.1f} non_2xx={bad}")
+                rt = open_runtime(load_config(environ={}, data_dir=data_dir))
+                etag = rt.store.info(f"registry/bench/packages/{names[0]}").etag
+                c_rps, c_p99, _ = measure_wrk(port, [pkg_paths[0]], dict(auth, **{"if-none-match": etag}),
+                                              args.clients, args.seconds, tmp)
+                print(f"conditional_304_rps={c_rps:.0f} p99_ms={c_p99:.1f}")
+                nginx, nginx_port = start_nginx(rt, "bench", names, tmp)
+                if nginx is not None:
+                    n_rps, n_p99, _ = measure_wrk(nginx_port, pkg_paths, {}, args.clients, args.seconds, tmp)
+                    print(f"nginx_packages_rps={n_rps:.0f} p99_ms={n_p99:.1f}")
+                    nt_rps, nt_p99, _ = measure_wrk(nginx_port, tar_paths, {}, args.clients, args.seconds, tmp)
+                    print(f"nginx_tarballs_rps={nt_rps:.0f} p99_ms={nt_p99:.1f}")
+                    print(f"ratio_packages={rps / n_rps:.3f} ratio_tarballs={tar_rps / nt_rps:.3f}")
+            else:
+                rps, p99, errors = measure_reads(port, repo_key, names, args.clients, args.seconds)
+                print(f"hexvault_packages_rps={rps:.0f} p99_ms={p99:.1f} errors={errors} clients={args.clients} "
+                      "(python clients; install wrk for better figures)")
             median, worst = measure_publish(port, api_key, args.publishes)
             print(f"publish_ms_median={median:.1f} publish_ms_max={worst:.1f} at_packages={args.packages}")
         finally:
+            if nginx is not None:
+                nginx.terminate()
+                nginx.wait(timeout=10)
             server.terminate()
             server.wait(timeout=10)
-
 
 if __name__ == "__main__":
     main()

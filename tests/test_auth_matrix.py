@@ -12,6 +12,8 @@ from tests.driver import erlang_package
 
 SAMPLE = {"org_name": "acme", "repo": "acme", "name": "secretpkg", "version": "1.0.0", "owner": "admin",
           "filename": "secretpkg-1.0.0.tar", "_rest": "nothing"}
+REPOSITORY_PATHS = ["names", "versions", "packages/secretpkg", "tarballs/secretpkg-1.0.0.tar",
+                    "docs/secretpkg-1.0.0.tar.gz"]
 # Reachable without a key by design: the public key, and the OAuth exchange (it takes the key in its body).
 PUBLIC = {"repository.public_key", "api.oauth_token", "api.not_found"}
 WRITE_METHODS = {"POST", "PUT", "DELETE"}
@@ -25,10 +27,9 @@ def routes(app):
         if rule.endpoint.split(".")[0] not in ("api", "repository") or rule.endpoint in PUBLIC:
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: SAMPLE[m.group(1)], rule.rule)
-            if rule.endpoint.endswith("docs") and "docs/" in path and rule.endpoint.startswith("repository"):
-                path = path.replace("secretpkg-1.0.0.tar", "secretpkg-1.0.0.tar.gz")
-            yield rule.endpoint, method, path
+            for sample_path in REPOSITORY_PATHS if "<path:path>" in rule.rule else [None]:
+                values = dict(SAMPLE, path=sample_path)
+                yield rule.endpoint, method, re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: values[m.group(1)], rule.rule)
 
 
 @pytest.fixture

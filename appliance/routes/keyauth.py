@@ -28,45 +28,48 @@ def client_ip():
     return request.remote_addr
 
 
-def _from_key(secret):
-    rt = runtime()
+def _from_key(rt, secret, ip, user_agent):
     key = keys.authenticate(rt.app_secret, secret)
-    keys.touch(key, client_ip(), request.headers.get("User-Agent"))
+    keys.touch(key, ip, user_agent)
     if key.user_id is not None and key.user.disabled_at is not None:
         raise Unauthenticated("invalid API key")
     return Principal(user=key.user if key.user_id else None, key=key)
 
 
-def _from_basic(encoded):
+def _from_basic(rt, encoded, ip, user_agent):
     try:
         username, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthenticated("invalid username and password combination") from None
     if len(password) == 32 and all(c in "0123456789abcdef" for c in password):
         try:
-            return _from_key(password)
+            return _from_key(rt, password, ip, user_agent)
         except Unauthenticated:
             pass
     return Principal(user=accounts.check_login(username, password))
 
 
+def principal_for(rt, header, ip, user_agent):
+    """The Principal an Authorization header names, None without one; Unauthenticated if bad.
+    Framework-free, so the repository fast path (routes/fastpath.py) uses it too."""
+    header = (header or "").strip()
+    if not header:
+        return None
+    scheme, _, rest = header.partition(" ")
+    if scheme.lower() == "basic" and rest:
+        return _from_basic(rt, rest.strip(), ip, user_agent)
+    if scheme.lower() == "bearer" and rest:
+        # Tokens from /api/oauth/token are the key itself (see routes/api.py oauth_token).
+        return _from_key(rt, rest.strip(), ip, user_agent)
+    return _from_key(rt, header, ip, user_agent)
+
+
 def current_principal():
-    """The caller, or None when no credential was sent; raises Unauthenticated for a bad one."""
-    if "principal" in g:
-        return g.principal
-    header = (request.headers.get("Authorization") or "").strip()
-    principal = None
-    if header:
-        scheme, _, rest = header.partition(" ")
-        if scheme.lower() == "basic" and rest:
-            principal = _from_basic(rest.strip())
-        elif scheme.lower() == "bearer" and rest:
-            # Tokens from /api/oauth/token are the key itself (see routes/api.py oauth_token).
-            principal = _from_key(rest.strip())
-        else:
-            principal = _from_key(header)
-    g.principal = principal
-    return principal
+    """The caller of this request (cached on g), or None when no credential was sent."""
+    if "principal" not in g:
+        g.principal = principal_for(runtime(), request.headers.get("Authorization"), client_ip(),
+                                    request.headers.get("User-Agent"))
+    return g.principal
 
 
 def require_principal():

@@ -4,27 +4,34 @@ Files are served as stored: registry files are gzip by format, so no Content-Enc
 sent (mix would gunzip twice). Every 200 carries a strong ETag (rebar3 refuses a tarball
 without one) and a matching If-None-Match gets 304; an empty If-None-Match, which rebar3 3.19
 sends on a first download, counts as absent.
+
+``find_file`` is the one decision of what a GET returns; the Flask views here and the WSGI fast
+path in fastpath.py (which serves the hot paths without Flask's per-request cost) both call it.
 """
+
+import re
 
 from flask import Blueprint, Response, request
 from werkzeug.wsgi import wrap_file
 
 from appliance import orgs, packages, permissions, registry_builder
-from appliance.errors import Forbidden, NotFound
+from appliance.errors import Forbidden, NotFound, Unauthenticated
 from appliance.models import SigningKey
-from appliance.routes.keyauth import require_principal, runtime
+from appliance.routes.keyauth import current_principal, runtime
 from storage import BlobNotFound
 
 bp = Blueprint("repository", __name__)
 
 REGISTRY_CACHE = "private, max-age=60"
 TARBALL_CACHE = "private, max-age=86400"
+PATH_RE = re.compile(r"^(names|versions|packages/([^/]+)|tarballs/([^/]+)|docs/([^/]+))$")
 
 
-def _authorized_org(org_name):
+def authorized_org(principal, org_name):
     """The organization if the caller may read its repository. A missing organization and a
     forbidden one get the same 403, so names of organizations don't leak."""
-    principal = require_principal()
+    if principal is None:
+        raise Unauthenticated("missing authentication information")
     try:
         org = orgs.get(org_name)
     except NotFound:
@@ -34,8 +41,41 @@ def _authorized_org(org_name):
     return org
 
 
-def _not_modified(etag):
-    inm = (request.headers.get("If-None-Match") or "").strip()
+def _registry_blob(rt, org, key):
+    try:
+        info = rt.store.info(key)
+    except BlobNotFound:
+        if key not in (registry_builder.names_key(org.name), registry_builder.versions_key(org.name)):
+            raise NotFound() from None
+        # A new organization has no index yet; an empty signed one is the right answer.
+        registry_builder.ensure_index(rt, org)
+        info = rt.store.info(key)
+    return packages.Blob(info.etag, info.size, lambda: rt.store.open(key))
+
+
+def find_file(rt, principal, org_name, path):
+    """(Blob, Cache-Control) for GET /repos/ORG/PATH, or a HexvaultError."""
+    match = PATH_RE.match(path)
+    if not match:
+        raise NotFound()
+    org = authorized_org(principal, org_name)
+    kind = match.group(1).split("/")[0]
+    if kind == "names":
+        return _registry_blob(rt, org, registry_builder.names_key(org.name)), REGISTRY_CACHE
+    if kind == "versions":
+        return _registry_blob(rt, org, registry_builder.versions_key(org.name)), REGISTRY_CACHE
+    if kind == "packages":
+        name = match.group(2)
+        if not packages.PACKAGE_NAME_RE.match(name):
+            raise NotFound()
+        return _registry_blob(rt, org, registry_builder.package_key(org.name, name)), REGISTRY_CACHE
+    if kind == "tarballs":
+        return packages.tarball_blob(rt, org, match.group(3)), TARBALL_CACHE
+    return packages.docs_blob(rt, org, match.group(4)), TARBALL_CACHE
+
+
+def not_modified(if_none_match, etag):
+    inm = (if_none_match or "").strip()
     if not inm:
         return False
     return inm == "*" or etag in [tag.strip() for tag in inm.split(",")]
@@ -43,7 +83,7 @@ def _not_modified(etag):
 
 def serve_blob(blob, cache_control):
     headers = {"ETag": blob.etag, "Cache-Control": cache_control}
-    if _not_modified(blob.etag):
+    if not_modified(request.headers.get("If-None-Match"), blob.etag):
         return Response(status=304, headers=headers)
     try:
         fh = blob.open()
@@ -53,19 +93,6 @@ def serve_blob(blob, cache_control):
                         content_type="application/octet-stream", direct_passthrough=True)
     response.content_length = blob.size
     return response
-
-
-def _registry_file(org, key):
-    store = runtime().store
-    try:
-        info = store.info(key)
-    except BlobNotFound:
-        if key not in (registry_builder.names_key(org.name), registry_builder.versions_key(org.name)):
-            raise NotFound() from None
-        # A new organization has no index yet; an empty signed one is the right answer.
-        registry_builder.ensure_index(runtime(), org)
-        info = store.info(key)
-    return serve_blob(packages.Blob(info.etag, info.size, lambda: store.open(key)), REGISTRY_CACHE)
 
 
 @bp.get("/repos/<org_name>/public_key")
@@ -80,33 +107,8 @@ def public_key(org_name):
                     headers={"Cache-Control": "public, max-age=300"})
 
 
-@bp.get("/repos/<org_name>/names")
-def names(org_name):
-    org = _authorized_org(org_name)
-    return _registry_file(org, registry_builder.names_key(org.name))
-
-
-@bp.get("/repos/<org_name>/versions")
-def versions(org_name):
-    org = _authorized_org(org_name)
-    return _registry_file(org, registry_builder.versions_key(org.name))
-
-
-@bp.get("/repos/<org_name>/packages/<name>")
-def package(org_name, name):
-    org = _authorized_org(org_name)
-    if not packages.PACKAGE_NAME_RE.match(name):
-        raise NotFound()
-    return _registry_file(org, registry_builder.package_key(org.name, name))
-
-
-@bp.get("/repos/<org_name>/tarballs/<filename>")
-def tarball(org_name, filename):
-    org = _authorized_org(org_name)
-    return serve_blob(packages.tarball_blob(runtime(), org, filename), TARBALL_CACHE)
-
-
-@bp.get("/repos/<org_name>/docs/<filename>")
-def docs(org_name, filename):
-    org = _authorized_org(org_name)
-    return serve_blob(packages.docs_blob(runtime(), org, filename), TARBALL_CACHE)
+@bp.get("/repos/<org_name>/<path:path>")
+def repository_file(org_name, path):
+    """names, versions, packages/NAME, tarballs/NAME-VERSION.tar, docs/NAME-VERSION.tar.gz"""
+    blob, cache_control = find_file(runtime(), current_principal(), org_name, path)
+    return serve_blob(blob, cache_control)

@@ -1,0 +1,74 @@
+"""A WSGI fast path for repository GETs, in front of Flask.
+
+Registry and tarball GETs are nearly all of an appliance's traffic, and Flask's per-request
+machinery (contexts, session, routing, Response objects) costs more than the work itself. This
+layer answers ``GET|HEAD /repos/ORG/(names|versions|packages/N|tarballs/F)`` with the same
+decision function as the Flask view (repository.find_file) and the same error bodies; anything
+else, and any unexpected failure, falls through to Flask.
+"""
+
+import logging
+import re
+
+from appliance.db import database
+from appliance.errors import HexvaultError
+from appliance.routes.keyauth import principal_for
+from appliance.routes.repository import find_file, not_modified
+from storage import BlobNotFound
+
+FAST_RE = re.compile(r"^/repos/([a-z0-9_]+)/((?:names|versions)|(?:packages|tarballs)/[^/]+)$")
+log = logging.getLogger("hexvault")
+
+
+class RepositoryFastPath:
+    def __init__(self, app, runtime):
+        self.app = app
+        self.runtime = runtime
+
+    def _client_ip(self, environ):
+        if self.runtime.config.trusted_proxy and environ.get("HTTP_X_FORWARDED_FOR"):
+            return environ["HTTP_X_FORWARDED_FOR"].split(",")[0].strip()
+        return environ.get("REMOTE_ADDR")
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD")
+        match = FAST_RE.match(environ.get("PATH_INFO", "")) if method in ("GET", "HEAD") else None
+        if match is None:
+            return self.app(environ, start_response)
+        database.connect(reuse_if_open=True)
+        try:
+            principal = principal_for(self.runtime, environ.get("HTTP_AUTHORIZATION"), self._client_ip(environ),
+                                      environ.get("HTTP_USER_AGENT"))
+            blob, cache_control = find_file(self.runtime, principal, match.group(1), match.group(2))
+        except HexvaultError as exc:
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
+            if exc.status == 401:
+                headers.append(("WWW-Authenticate", 'Basic realm="hex"'))
+            body = (exc.message + "\n").encode()
+            headers.append(("Content-Length", str(len(body))))
+            start_response(f"{exc.status} {_REASONS.get(exc.status, 'Error')}", headers)
+            return [body]
+        except Exception:  # let Flask's handlers log and answer it
+            log.debug("fast path fell through", exc_info=True)
+            return self.app(environ, start_response)
+        headers = [("ETag", blob.etag), ("Cache-Control", cache_control)]
+        if not_modified(environ.get("HTTP_IF_NONE_MATCH"), blob.etag):
+            start_response("304 Not Modified", headers)
+            return []
+        try:
+            fh = blob.open()
+        except BlobNotFound:
+            body = b"Page not found\n"
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                             ("Content-Length", str(len(body)))])
+            return [body]
+        headers += [("Content-Type", "application/octet-stream"), ("Content-Length", str(blob.size))]
+        start_response("200 OK", headers)
+        if method == "HEAD":
+            fh.close()
+            return []
+        wrapper = environ.get("wsgi.file_wrapper")
+        return wrapper(fh, 65536) if wrapper else iter(lambda: fh.read(65536), b"")
+
+
+_REASONS = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 422: "Unprocessable Entity"}
