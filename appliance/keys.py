@@ -32,6 +32,11 @@ def generate_secret():
     return secrets.token_hex(16)
 
 
+def lookup_digest(app_secret, secret):
+    """The indexed half of a secret's HMAC: what caches may key on instead of the secret."""
+    return _digest(app_secret, secret)[0]
+
+
 def _digest(app_secret, secret):
     mac = hmac.new(app_secret, secret.encode(), hashlib.sha256).hexdigest()
     return mac[:32], mac[32:]
@@ -108,17 +113,24 @@ def _fmt(permissions):
     return ", ".join(d if not r else f"{d}:{r}" for d, r in permissions)
 
 
-def authenticate(app_secret, secret):
-    """The active key for a presented secret, else Unauthenticated with hexpm's messages."""
+def find(app_secret, secret):
+    """The key row a secret belongs to, revoked or not, else None."""
     if not secret or len(secret) > 200:
-        raise Unauthenticated("invalid API key")
+        return None
     first, second = _digest(app_secret, secret)
     # Raw SQL on the hot path: every repository GET authenticates, and building this query
     # with peewee's expression compiler costs more than running it.
     key = next(iter(Key.raw('SELECT * FROM "key" WHERE "secret_first" = ?', first)), None)
+    if key is None or not hmac.compare_digest(key.secret_second, second):
+        return None
+    return key
+
+
+def authenticate(app_secret, secret, finder=find):
+    """The active key for a presented secret, else Unauthenticated with hexpm's messages.
+    ``finder`` lets authcache.AuthCache supply a memoized find()."""
+    key = finder(app_secret, secret)
     if key is None:
-        raise Unauthenticated("invalid API key")
-    if not hmac.compare_digest(key.secret_second, second):
         raise Unauthenticated("invalid API key")
     if not key.is_active():
         raise Unauthenticated("API key revoked")

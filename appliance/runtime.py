@@ -11,6 +11,7 @@ import secrets
 import threading
 
 from appliance import audit
+from appliance.authcache import AuthCache
 from appliance.db import SCHEMA_VERSION, database, init_database, write_tx
 from appliance.errors import NotInitialized
 from appliance.models import ALL_MODELS, Meta, SigningKey, utcnow
@@ -30,6 +31,7 @@ class Runtime:
         self._locks = {}
         # registry_builder's encoded names/versions entries per organization (see build_index).
         self.index_cache = {}
+        self.auth_cache = AuthCache()
         self._locks_guard = threading.Lock()
 
     def signing_key(self):

@@ -142,3 +142,19 @@ def test_double_slash_paths_are_served_without_redirect(hv, published):
     response = hv.http.get(f"{hv.url}/repos/acme//packages/hello", headers={"authorization": hv.repo_key},
                            allow_redirects=False)
     assert response.status_code == 200
+
+
+def test_key_revoked_by_another_process_is_refused_on_the_next_request(hv, published):
+    """The server caches authentication data; a write by the CLI (another process) must still
+    take effect at once."""
+    import os
+    import subprocess
+    import sys
+
+    assert hv.repo("packages/hello").status_code == 200  # warm the cache
+    env = dict(os.environ, HEXVAULT_DATA_DIR=hv.runtime.config.data_dir, HEXVAULT_CONFIG="")
+    result = subprocess.run([sys.executable, "-m", "appliance", "key", "revoke", "acme-read", "--org", "acme"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    response = hv.repo("packages/hello")
+    assert response.status_code == 401 and "revoked" in response.text

@@ -17,6 +17,7 @@ from appliance.routes.repository import find_file, not_modified
 from storage import BlobNotFound
 
 FAST_RE = re.compile(r"^/repos/([a-z0-9_]+)/((?:names|versions)|(?:packages|tarballs)/[^/]+)$")
+SMALL_FILE = 256 * 1024
 log = logging.getLogger("hexvault")
 
 
@@ -67,6 +68,10 @@ class RepositoryFastPath:
         if method == "HEAD":
             fh.close()
             return []
+        if blob.size <= SMALL_FILE:
+            # Most registry files and tarballs are small: one read beats waitress's file buffer.
+            with fh:
+                return [fh.read()]
         wrapper = environ.get("wsgi.file_wrapper")
         return wrapper(fh, 65536) if wrapper else iter(lambda: fh.read(65536), b"")
 

@@ -27,16 +27,16 @@ TARBALL_CACHE = "private, max-age=86400"
 PATH_RE = re.compile(r"^(names|versions|packages/([^/]+)|tarballs/([^/]+)|docs/([^/]+))$")
 
 
-def authorized_org(principal, org_name):
+def authorized_org(rt, principal, org_name):
     """The organization if the caller may read its repository. A missing organization and a
     forbidden one get the same 403, so names of organizations don't leak."""
     if principal is None:
         raise Unauthenticated("missing authentication information")
     try:
-        org = orgs.get(org_name)
+        org = rt.auth_cache.org(org_name)
     except NotFound:
         raise Forbidden("key not authorized for this repository") from None
-    if not permissions.can(principal, permissions.READ_REPOSITORY, org, orgs.role_of):
+    if not permissions.can(principal, permissions.READ_REPOSITORY, org, rt.auth_cache.role_of):
         raise Forbidden("key not authorized for this repository")
     return org
 
@@ -58,7 +58,7 @@ def find_file(rt, principal, org_name, path):
     match = PATH_RE.match(path)
     if not match:
         raise NotFound()
-    org = authorized_org(principal, org_name)
+    org = authorized_org(rt, principal, org_name)
     kind = match.group(1).split("/")[0]
     if kind == "names":
         return _registry_blob(rt, org, registry_builder.names_key(org.name)), REGISTRY_CACHE

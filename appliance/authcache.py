@@ -1,0 +1,73 @@
+"""Memoized authentication data for the request hot path, dropped on any database write.
+
+Every repository GET needs the key behind a secret, the organization, and for user keys the
+user's role. Those change rarely, so they are kept in memory and the whole cache is thrown away
+whenever ``db.generation()`` moves, which every committed write_tx() does, in this process or
+any other (the CLI). The generation is read before the database, so a revoked key, a removed
+member or a disabled user is refused on the very next request. Time-based expiry (rotation
+grace periods) is checked on every use, not cached.
+"""
+
+import threading
+
+from appliance import keys, orgs
+from appliance.db import generation
+from appliance.errors import NotFound
+
+MAX_ENTRIES = 10_000  # per map; unknown secrets are cached too, so the cache must stay bounded
+
+
+class AuthCache:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._generation = None
+        self._reset()
+
+    def _reset(self):
+        self._keys, self._orgs, self._roles = {}, {}, {}
+
+    def _current(self):
+        gen = generation()
+        if gen != self._generation:
+            with self._lock:
+                if gen != self._generation:
+                    self._reset()
+                    self._generation = gen
+        return self._keys, self._orgs, self._roles
+
+    @staticmethod
+    def _remember(table, key, value):
+        if len(table) >= MAX_ENTRIES:
+            table.clear()
+        table[key] = value
+
+    def key(self, app_secret, secret):
+        """keys.authenticate with a memoized lookup: the active key or Unauthenticated."""
+        return keys.authenticate(app_secret, secret, finder=self._find)
+
+    def _find(self, app_secret, secret):
+        table = self._current()[0]
+        digest = keys.lookup_digest(app_secret, secret)
+        if digest not in table:
+            self._remember(table, digest, keys.find(app_secret, secret))
+        return table[digest]
+
+    def org(self, name):
+        table = self._current()[1]
+        hit = table.get(name)
+        if hit is None:
+            try:
+                hit = orgs.get(name)
+            except NotFound as exc:
+                hit = exc
+            self._remember(table, name, hit)
+        if isinstance(hit, NotFound):
+            raise NotFound(hit.message)
+        return hit
+
+    def role_of(self, user, org):
+        table = self._current()[2]
+        cache_key = (user.id, org.id)
+        if cache_key not in table:
+            self._remember(table, cache_key, orgs.role_of(user, org))
+        return table[cache_key]
