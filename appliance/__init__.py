@@ -34,6 +34,7 @@ def create_app(config=None, runtime=None):
     from appliance.routes.fastpath import RepositoryFastPath
     from appliance.routes.responses import register_error_handlers
     from appliance.runtime import open_runtime
+    import webui
 
     config = config or load_config()
     runtime = runtime or open_runtime(config)
@@ -63,17 +64,10 @@ def create_app(config=None, runtime=None):
     app.register_blueprint(repository.bp)
     app.register_blueprint(api.bp)
 
-    try:
-        import webui
-    except ImportError:  # the admin UI is optional while it is being built
-        webui = None
-    if webui is not None and hasattr(webui, "init_app"):
-        webui.init_app(app)
+    webui.init_app(app)
 
     @app.get("/")
     def index():
-        if "webui.index" in app.view_functions:
-            return redirect(url_for("webui.index"))
-        return {"name": "hexvault", "version": __version__}
+        return redirect(url_for("webui.index"))
 
     return app

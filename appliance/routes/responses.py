@@ -71,7 +71,7 @@ def error_body(status, message, errors=None):
 
 
 def _is_repository_path():
-    return request.path.startswith(("/repos/", "/mirror/"))
+    return request.path.startswith(("/repos/", "/mirror/", "/docs/"))
 
 
 def _respond(status, message, errors=None):

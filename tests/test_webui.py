@@ -1,0 +1,160 @@
+"""The admin UI over real HTTP: login, CSRF, access rules, keys, rotation, retirement, docs."""
+
+import re
+
+import pytest
+
+from appliance import accounts, orgs, registry_builder
+from appliance.protocol import tarball
+from tests.driver import erlang_package
+from tests.webclient import WebSession
+
+
+@pytest.fixture
+def web(hv):
+    session = WebSession(hv.url)
+    assert session.login().status_code == 200
+    return session
+
+
+def test_login_sets_a_hardened_session_cookie_and_logout_ends_it(hv):
+    session = WebSession(hv.url)
+    response = session.login()
+    assert response.status_code == 200 and "Organizations" in response.text
+    cookie = response.history[0].headers["Set-Cookie"]  # set by the POST that logged in
+    assert cookie.startswith("hexvault_session=")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    session.post("/admin/logout")
+    assert session.get("/admin/orgs/acme", allow_redirects=False).status_code == 302
+
+
+def test_wrong_password_then_rate_limit_per_account(hv):
+    session = WebSession(hv.url)
+    for _ in range(5):
+        response = session.login(password="wrong-password")
+        assert response.status_code == 401
+        assert "invalid username and password combination" in response.text.lower()
+    blocked = session.login()  # even the right password is refused while locked out
+    assert blocked.status_code == 429
+    assert "Too many failed logins" in blocked.text
+
+
+def test_posts_without_csrf_token_are_refused_and_change_nothing(hv, web):
+    response = web.post("/admin/orgs", {"name": "sneaky"}, csrf=False)
+    assert response.status_code == 400 and "CSRF" in response.text
+    response = web.post("/admin/orgs", {"name": "sneaky", "csrf_token": "forged"}, csrf=False)
+    assert response.status_code == 400
+    assert "sneaky" not in [o.name for o in orgs.list_all()]
+
+
+def test_non_members_cannot_see_other_organizations(hv, web):
+    beta = orgs.create("beta")
+    registry_builder.ensure_index(hv.runtime, beta)
+    accounts.create_user("carol", "carol-password", rounds=4)
+    orgs.add_member(hv.org, accounts.get_user("carol"), "read")
+    carol = WebSession(hv.url)
+    carol.login("carol", "carol-password")
+    assert carol.get("/admin/orgs/acme").status_code == 200
+    assert carol.get("/admin/orgs/beta").status_code == 404
+    assert carol.get("/admin/orgs/beta/packages").status_code == 404
+    # a read member can't manage acme
+    response = carol.post("/admin/orgs/acme/keys", {"name": "x", "repository": "1"})
+    assert response.status_code == 403
+    assert carol.get("/admin/users").status_code == 403
+
+
+def test_org_key_create_rotate_revoke_take_effect_at_once(hv, web):
+    created = web.post("/admin/orgs/acme/keys", {"name": "deploy", "repository": "1"})
+    assert created.status_code == 201
+    assert created.headers["Cache-Control"] == "no-store"
+    old = re.search(r'<pre id="secret" class="secret">([0-9a-f]{32})</pre>', created.text).group(1)
+    assert f"--auth-key {old}" in created.text
+    assert hv.repo("names", key=old).status_code == 200
+    key_id = re.search(r"/admin/keys/(\d+)/rotate", web.get("/admin/orgs/acme").text).group(1)
+    rotated = web.post(f"/admin/keys/{key_id}/rotate", {"grace_seconds": "0"})
+    new = re.search(r'<pre id="secret" class="secret">([0-9a-f]{32})</pre>', rotated.text).group(1)
+    assert new != old
+    assert hv.repo("names", key=old).status_code == 401
+    assert hv.repo("names", key=new).status_code == 200
+    page = web.get("/admin/orgs/acme").text
+    assert old not in page and new not in page  # shown once only
+    audit = web.get("/admin/audit?org=acme&action=key.").text
+    assert "key.rotate" in audit and "key.generate" in audit
+
+
+def test_rotate_with_grace_keeps_the_old_secret_working(hv, web):
+    created = web.post("/admin/orgs/acme/keys", {"name": "ci", "repository": "1"})
+    old = re.search(r'class="secret">([0-9a-f]{32})<', created.text).group(1)
+    key_id = re.search(r"/admin/keys/(\d+)/rotate", web.get("/admin/orgs/acme").text).group(1)
+    rotated = web.post(f"/admin/keys/{key_id}/rotate", {"grace_seconds": "3600"})
+    new = re.search(r'class="secret">([0-9a-f]{32})<', rotated.text).group(1)
+    assert hv.repo("names", key=old).status_code == 200
+    assert hv.repo("names", key=new).status_code == 200
+    assert web.post(f"/admin/keys/{key_id}/rotate", {"grace_seconds": "12345"}).status_code == 422
+
+
+def test_members_roles_and_user_admin(hv, web):
+    assert web.post("/admin/users", {"username": "dave", "password": "dave-password"}).status_code == 200
+    assert web.post("/admin/orgs/acme/members", {"username": "dave", "role": "write"}).status_code == 200
+    assert orgs.role_of(accounts.get_user("dave"), hv.org) == "write"
+    web.post("/admin/orgs/acme/members/dave/role", {"role": "read"})
+    assert orgs.role_of(accounts.get_user("dave"), hv.org) == "read"
+    web.post("/admin/users/dave/password", {"password": "reset-password"})
+    assert WebSession(hv.url).login("dave", "reset-password").status_code == 200
+    web.post("/admin/orgs/acme/members/dave/remove")
+    assert orgs.role_of(accounts.get_user("dave"), hv.org) is None
+
+
+def test_change_own_password_needs_the_current_one(hv, web):
+    wrong = web.post("/admin/account", {"current_password": "nope", "new_password": "new-password-1",
+                                        "confirm_password": "new-password-1"})
+    assert wrong.status_code == 422
+    ok = web.post("/admin/account", {"current_password": "admin-password", "new_password": "new-password-1",
+                                     "confirm_password": "new-password-1"})
+    assert ok.status_code == 200 and "Password changed" in ok.text
+    assert WebSession(hv.url).login(password="new-password-1").status_code == 200
+
+
+def test_package_page_retire_and_unretire(hv, web):
+    assert hv.publish(erlang_package("hello", "0.1.0")).status_code == 201
+    page = web.get("/admin/orgs/acme/packages/hello")
+    assert page.status_code == 200
+    assert hv.registry_package("hello")["releases"][0]["outer_checksum"].hex() in page.text
+    response = web.post("/admin/orgs/acme/packages/hello/0.1.0/retire", {"reason": "security", "message": "CVE-9"})
+    assert response.status_code == 200 and "Retired (security)" in response.text
+    assert hv.registry_package("hello")["releases"][0]["retired"] == {"reason": "security", "message": "CVE-9"}
+    web.post("/admin/orgs/acme/packages/hello/0.1.0/unretire")
+    assert hv.registry_package("hello")["releases"][0]["retired"] is None
+    assert "hello" in web.get("/admin/orgs/acme/packages?q=hel").text
+    assert "No packages" in web.get("/admin/orgs/acme/packages?q=zzz").text
+
+
+def test_readme_html_is_neutralised(hv, web):
+    evil = "# Title\n\n<script>alert(1)</script>\n\n[x](javascript:alert(2)) <img src=x onerror=alert(3)>\n"
+    data = erlang_package("evilreadme", "1.0.0")
+    meta = tarball.read_package(data).metadata
+    files = {"src/evilreadme.erl": b"-module(evilreadme).\n", "README.md": evil.encode()}
+    meta["files"] = sorted(files)
+    assert hv.publish(tarball.create_package(meta, files)).status_code == 201
+    page = web.get("/admin/orgs/acme/packages/evilreadme").text
+    assert "<h1>Title</h1>" in page
+    assert "<script>alert(1)" not in page and "onerror=" not in page.replace("onerror=alert(3)&gt;", "")
+    assert 'href="javascript:' not in page
+
+
+def test_private_docs_are_sandboxed_and_need_membership(hv, web):
+    assert hv.publish(erlang_package("hello", "0.1.0")).status_code == 201
+    docs = tarball.create_docs({"index.html": b"<h1>Hello docs</h1>", "dist/app.js": b"console.log(1)"})
+    assert hv.api("POST", "repos/acme/packages/hello/releases/0.1.0/docs", data=docs).status_code == 201
+    page = web.get("/docs/acme/hello/0.1.0/")
+    assert page.status_code == 200 and "Hello docs" in page.text
+    assert page.headers["Content-Security-Policy"].startswith("sandbox")
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert web.get("/docs/acme/hello/0.1.0/dist/app.js").headers["Content-Type"].startswith(
+        ("application/javascript", "text/javascript"))
+    latest = web.get("/docs/acme/hello/", allow_redirects=False)
+    assert latest.status_code == 302 and latest.headers["Location"].endswith("/docs/acme/hello/0.1.0/")
+    assert WebSession(hv.url).get("/docs/acme/hello/0.1.0/").status_code == 401  # anonymous
+    # a repository key of the organization reads docs too, without a session
+    assert hv.http.get(f"{hv.url}/docs/acme/hello/0.1.0/", headers={"authorization": hv.repo_key}).status_code == 200
+    assert web.get("/docs/acme/hello/0.1.0/../../../etc/passwd").status_code == 404

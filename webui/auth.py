@@ -1,0 +1,130 @@
+"""Log in and out, change one's own password; failed logins are rate-limited."""
+
+import collections
+import threading
+import time
+
+import flask_login
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from appliance import accounts, audit
+from appliance.errors import Unauthenticated
+from appliance.models import User
+from appliance.routes.keyauth import client_ip, runtime
+from webui import bp, login_manager
+
+MAX_FAILURES = 5
+WINDOW = 15 * 60
+
+
+class LoginUser(flask_login.UserMixin):
+    """The session's view of a models.User."""
+
+    def __init__(self, user):
+        self.user = user
+        self.id = str(user.id)
+
+
+@login_manager.user_loader
+def load_user(user_id):
+    user = User.get_or_none(User.id == int(user_id))
+    if user is None or user.disabled_at is not None:
+        return None
+    return LoginUser(user)
+
+
+class FailedLogins:
+    """Failures per account and per client address within a sliding window (in memory)."""
+
+    def __init__(self):
+        self._seen = collections.defaultdict(collections.deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key, now):
+        seen = self._seen[key]
+        while seen and seen[0] < now - WINDOW:
+            seen.popleft()
+        return seen
+
+    def blocked_for(self, *keys):
+        now = time.monotonic()
+        with self._lock:
+            waits = [self._recent(k, now)[0] + WINDOW - now for k in keys
+                     if len(self._recent(k, now)) >= MAX_FAILURES]
+        return max(waits) if waits else 0
+
+    def fail(self, *keys):
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._recent(key, now).append(now)
+
+    def clear(self, key):
+        with self._lock:
+            self._seen.pop(key, None)
+
+
+def failed_logins():
+    """The per-app failure tracker (made by init_app), so each app has its own."""
+    return current_app.extensions["hexvault_failed_logins"]
+
+
+def actor():
+    """AuditContext of the logged-in user for service calls."""
+    return audit.AuditContext(user=current_user.user if current_user.is_authenticated else None, ip=client_ip(),
+                              user_agent=request.headers.get("User-Agent"), via="web")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Log in with username and password (bcrypt); five failures lock the account and the
+    address out for fifteen minutes."""
+    if request.method == "GET":
+        return render_template("webui/login.html")
+    username = (request.form.get("username") or "").strip().lower()
+    keys = (f"user:{username}", f"ip:{client_ip()}")
+    wait = failed_logins().blocked_for(*keys)
+    if wait:
+        abort(429, description=f"Too many failed logins; try again in {int(wait // 60) + 1} minutes.")
+    try:
+        user = accounts.check_login(username, request.form.get("password"))
+    except Unauthenticated as exc:
+        failed_logins().fail(*keys)
+        flash(exc.message.capitalize() + ".", "error")
+        return render_template("webui/login.html", username=username), 401
+    failed_logins().clear(keys[0])
+    flask_login.login_user(LoginUser(user))
+    target = request.args.get("next") or ""
+    # Only same-site paths: an open redirect would let a link send a fresh session elsewhere.
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("webui.index")
+    return redirect(target)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    flask_login.logout_user()
+    flash("Logged out.", "info")
+    return redirect(url_for("webui.login"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account():
+    """Change one's own password (the current one is required)."""
+    if request.method == "POST":
+        try:
+            accounts.check_login(current_user.user.username, request.form.get("current_password"))
+        except Unauthenticated:
+            flash("The current password is wrong.", "error")
+            return render_template("webui/account.html"), 422
+        if request.form.get("new_password") != request.form.get("confirm_password"):
+            flash("The new passwords do not match.", "error")
+            return render_template("webui/account.html"), 422
+        accounts.set_password(current_user.user, request.form.get("new_password") or "",
+                              rounds=runtime().config.bcrypt_rounds, actor=actor())
+        flash("Password changed.", "info")
+        return redirect(url_for("webui.account"))
+    return render_template("webui/account.html")

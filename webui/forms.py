@@ -1,0 +1,45 @@
+"""Form parsing: request.form into plain values, or appliance.errors.Invalid."""
+
+from appliance.errors import Invalid
+
+ORG_KEY_PERMISSIONS = {
+    "repository": ("repository", None),
+    "docs": ("docs", None),
+    "api_read": ("api", "read"),
+    "api_write": ("api", "write"),
+}
+
+
+def permissions(form, org_name):
+    """Checkbox names of the organization key form -> [[domain, resource]]."""
+    chosen = []
+    for field, (domain, resource) in ORG_KEY_PERMISSIONS.items():
+        if form.get(field):
+            chosen.append([domain, org_name if domain in ("repository", "docs") else resource])
+    if not chosen:
+        raise Invalid("Validation error(s)", {"permissions": "choose at least one permission"})
+    return chosen
+
+
+def user_permissions(form):
+    chosen = []
+    api = form.get("api")
+    if api in ("read", "write"):
+        chosen.append(["api", api])
+    for org_name in form.getlist("repository"):
+        chosen.append(["repository", org_name])
+    if form.get("repositories"):
+        chosen.append(["repositories", None])
+    if not chosen:
+        raise Invalid("Validation error(s)", {"permissions": "choose at least one permission"})
+    return chosen
+
+
+def choice(form, field, allowed, parse=str):
+    try:
+        value = parse(form.get(field, allowed[0]))
+    except (TypeError, ValueError):
+        value = None
+    if value not in allowed:
+        raise Invalid("Validation error(s)", {field: "is not one of the offered choices"})
+    return value

@@ -1,0 +1,239 @@
+"""Admin pages: organizations and members, keys (create, revoke, rotate), users, the registry
+signing key and the audit log. Each view parses the form, calls one service, renders."""
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from appliance import accounts, audit, clientsetup, keys, orgs, packages, permissions, registry_builder
+from appliance.errors import Forbidden, Invalid, NotFound
+from appliance.models import SigningKey
+from appliance.permissions import Principal
+from appliance.routes.keyauth import runtime
+from appliance.runtime import create_signing_key
+from webui import bp, forms
+from webui.auth import actor
+
+GRACE_CHOICES = ((0, "immediately"), (3600, "after 1 hour"), (86400, "after 1 day"), (604800, "after 7 days"))
+
+
+def me():
+    return current_user.user
+
+
+def principal():
+    return Principal(user=me())
+
+
+def visible_org(name, action=permissions.API_READ):
+    """The organization if the user may see it (404 otherwise) and do ``action`` (403)."""
+    try:
+        org = orgs.get(name)
+    except NotFound:
+        abort(404, description="No such organization.")
+    if not permissions.can(principal(), permissions.API_READ, org, orgs.role_of):
+        abort(404, description="No such organization.")
+    if action != permissions.API_READ and not permissions.can(principal(), action, org, orgs.role_of):
+        raise Forbidden("Only administrators of this organization may do that.")
+    return org
+
+
+def require_admin():
+    if not me().is_admin:
+        raise Forbidden("Only appliance administrators may do that.")
+
+
+def client_setup(org, repo_key=None, api_key=None):
+    signing = SigningKey.current()
+    extra = {k: v for k, v in (("repo_key", repo_key), ("api_key", api_key)) if v}
+    return clientsetup.for_org(runtime().config.external_url, org.name, signing.public_pem, signing.fingerprint,
+                               **extra)
+
+
+@bp.get("/")
+@login_required
+def index():
+    """Organizations the user belongs to (all of them for administrators)."""
+    if me().is_admin:
+        rows = [(o, orgs.role_of(me(), o) or "appliance admin") for o in orgs.list_all()]
+    else:
+        rows = [(m.organization, m.role) for m in orgs.memberships_of(me())]
+    return render_template("webui/index.html", rows=rows)
+
+
+@bp.post("/orgs")
+@login_required
+def org_create():
+    require_admin()
+    org = orgs.create(request.form.get("name"), actor=actor())
+    registry_builder.ensure_index(runtime(), org)
+    flash(f"Organization {org.name} created; its repository is at /repos/{org.name}.", "info")
+    return redirect(url_for("webui.org_show", org_name=org.name))
+
+
+@bp.get("/orgs/<org_name>")
+@login_required
+def org_show(org_name):
+    org = visible_org(org_name)
+    is_admin = permissions.can(principal(), permissions.ADMIN, org, orgs.role_of)
+    return render_template("webui/org.html", org=org, members=orgs.members(org), is_admin=is_admin,
+                           org_keys=keys.list_for(organization=org) if is_admin else [],
+                           setup=client_setup(org), signing=SigningKey.current(),
+                           packages=packages.search([org], None, per_page=10), roles=("read", "write", "admin"),
+                           grace_choices=GRACE_CHOICES)
+
+
+@bp.post("/orgs/<org_name>/members")
+@login_required
+def member_add(org_name):
+    org = visible_org(org_name, permissions.ADMIN)
+    orgs.add_member(org, accounts.get_user(request.form.get("username")), request.form.get("role"), actor=actor())
+    flash("Member added.", "info")
+    return redirect(url_for("webui.org_show", org_name=org.name))
+
+
+@bp.post("/orgs/<org_name>/members/<username>/role")
+@login_required
+def member_role(org_name, username):
+    org = visible_org(org_name, permissions.ADMIN)
+    orgs.set_role(org, accounts.get_user(username), request.form.get("role"), actor=actor())
+    flash(f"{username} is now {request.form.get('role')}.", "info")
+    return redirect(url_for("webui.org_show", org_name=org.name))
+
+
+@bp.post("/orgs/<org_name>/members/<username>/remove")
+@login_required
+def member_remove(org_name, username):
+    org = visible_org(org_name, permissions.ADMIN)
+    orgs.remove_member(org, accounts.get_user(username), actor=actor())
+    flash(f"{username} removed.", "info")
+    return redirect(url_for("webui.org_show", org_name=org.name))
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+def _created(key, secret, org=None):
+    """The one page that ever shows a key's secret."""
+    response = render_template("webui/key_created.html", key=key, secret=secret, org=org,
+                               setup=client_setup(org, repo_key=secret) if org else None)
+    return response, 201, {"Cache-Control": "no-store"}
+
+
+@bp.post("/orgs/<org_name>/keys")
+@login_required
+def org_key_create(org_name):
+    org = visible_org(org_name, permissions.ADMIN)
+    perms = forms.permissions(request.form, org.name)
+    key, secret = keys.create(runtime().app_secret, request.form.get("name"), perms, organization=org,
+                              actor=actor())
+    return _created(key, secret, org)
+
+
+@bp.get("/keys")
+@login_required
+def user_keys():
+    memberships = orgs.memberships_of(me())
+    return render_template("webui/keys.html", keys=keys.list_for(user=me()), memberships=memberships,
+                           grace_choices=GRACE_CHOICES)
+
+
+@bp.post("/keys")
+@login_required
+def user_key_create():
+    perms = forms.user_permissions(request.form)
+    permissions.grantable(principal(), perms, orgs.role_of, orgs.get)
+    key, secret = keys.create(runtime().app_secret, request.form.get("name"), perms, user=me(), actor=actor())
+    return _created(key, secret)
+
+
+def _manageable_key(key_id):
+    key = keys.get_by_id(key_id)
+    if key.user_id is not None:
+        if key.user_id != me().id and not me().is_admin:
+            abort(404, description="No such key.")
+    else:
+        visible_org(key.organization.name, permissions.ADMIN)
+    return key
+
+
+def _back(key):
+    if key.organization_id:
+        return redirect(url_for("webui.org_show", org_name=key.organization.name))
+    return redirect(url_for("webui.user_keys"))
+
+
+@bp.post("/keys/<int:key_id>/revoke")
+@login_required
+def key_revoke(key_id):
+    key = _manageable_key(key_id)
+    keys.revoke(key, actor=actor())
+    flash(f"Key {key.name} revoked; it no longer works.", "info")
+    return _back(key)
+
+
+@bp.post("/keys/<int:key_id>/rotate")
+@login_required
+def key_rotate(key_id):
+    """Replace the secret; the old one stops at once or after the chosen grace period."""
+    key = _manageable_key(key_id)
+    grace = forms.choice(request.form, "grace_seconds", [g for g, _ in GRACE_CHOICES], int)
+    new_key, secret = keys.rotate(runtime().app_secret, key, grace_seconds=grace, actor=actor())
+    return _created(new_key, secret, key.organization if key.organization_id else None)
+
+
+# -- users and the signing key (appliance administrators) ----------------------------------------
+
+@bp.route("/users", methods=["GET", "POST"])
+@login_required
+def users():
+    require_admin()
+    if request.method == "POST":
+        user = accounts.create_user(request.form.get("username"), request.form.get("password"),
+                                    email=request.form.get("email"), is_admin=bool(request.form.get("is_admin")),
+                                    rounds=runtime().config.bcrypt_rounds, actor=actor())
+        flash(f"User {user.username} created.", "info")
+        return redirect(url_for("webui.users"))
+    return render_template("webui/users.html", users=accounts.list_users())
+
+
+@bp.post("/users/<username>/password")
+@login_required
+def user_reset_password(username):
+    require_admin()
+    accounts.set_password(accounts.get_user(username), request.form.get("password") or "",
+                          rounds=runtime().config.bcrypt_rounds, actor=actor())
+    flash(f"Password of {username} reset.", "info")
+    return redirect(url_for("webui.users"))
+
+
+@bp.route("/signing-key", methods=["GET", "POST"])
+@login_required
+def signing_key():
+    """The registry signing key and its history; rotation re-signs every registry."""
+    require_admin()
+    if request.method == "POST":
+        if request.form.get("confirm") != "rotate":
+            raise Invalid("Validation error(s)", {"confirm": "type rotate to confirm"})
+        row = create_signing_key(runtime().config, actor=actor())
+        registry_builder.rebuild_all(runtime())
+        flash(f"New signing key {row.fingerprint}. Every client must re-add the repository with the new "
+              "public key.", "info")
+        return redirect(url_for("webui.signing_key"))
+    history = list(SigningKey.select().order_by(SigningKey.id.desc()))
+    return render_template("webui/signing_key.html", history=history)
+
+
+@bp.get("/audit")
+@login_required
+def audit_log():
+    """Who did what, when, from where. Organization admins see their organizations' rows."""
+    org_filter = request.args.get("org") or None
+    if not me().is_admin:
+        allowed = [m.organization.name for m in orgs.memberships_of(me()) if m.role == "admin"]
+        if org_filter not in allowed:
+            org_filter = allowed[0] if allowed else None
+        if org_filter is None:
+            raise Forbidden("Only organization administrators can read the audit log.")
+    entries = audit.entries(organization=org_filter, username=request.args.get("user") or None,
+                            action=request.args.get("action") or None)
+    return render_template("webui/audit.html", entries=entries, org_filter=org_filter or "",
+                           user_filter=request.args.get("user") or "", action_filter=request.args.get("action") or "")
