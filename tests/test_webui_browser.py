@@ -1,0 +1,130 @@
+"""The admin UI in real headless Chromium (Debian's chromium + chromedriver, driven by Selenium).
+
+Screenshots of the main pages are saved to test-artifacts/ for people to look at.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+
+import pytest
+import requests
+
+from tests.conftest import ARTIFACTS
+from tests.driver import erlang_package
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                                reason="Debian's chromium and chromium-driver are not installed (scripts/test.sh does)")
+
+
+@pytest.fixture
+def browser():
+    os.environ["SE_AVOID_STATS"] = "true"  # Selenium must not phone home or download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="hexvault-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--window-size=1366,900", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(driver, name):
+    driver.save_screenshot(os.path.join(ARTIFACTS, f"{name}.png"))
+
+
+def submit(driver, form_css):
+    """Click the form's submit button and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = driver.find_element(By.CSS_SELECTOR, f"{form_css} button[type=submit]")
+    button.click()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(button))
+
+
+def test_admin_journey_in_chromium(hv, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    assert hv.publish(erlang_package("hello", "0.1.0")).status_code == 201
+    browser.get(hv.url + "/")
+    assert "Log in" in browser.title
+    shot(browser, "01-login")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin-password")
+    submit(browser, "form")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Organizations"
+
+    # create an organization
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/admin/orgs'] input[name=name]").send_keys("widgets")
+    submit(browser, "form[action$='/admin/orgs']")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "widgets"
+    assert "mix hex.repo add widgets" in browser.find_element(By.ID, "mix-setup").text
+    shot(browser, "02-organization")
+
+    # create a key on it; the secret is shown once
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/keys'] input[name=name]").send_keys("deploy")
+    submit(browser, "form[action$='/admin/orgs/widgets/keys']")
+    old_secret = browser.find_element(By.ID, "secret").text
+    assert re.fullmatch(r"[0-9a-f]{32}", old_secret)
+    shot(browser, "03-new-key-secret")
+    assert requests.get(f"{hv.url}/repos/widgets/names", headers={"authorization": old_secret}).status_code == 200
+
+    # rotate it: the old secret stops at once, the new one works
+    browser.get(hv.url + "/admin/orgs/widgets")
+    submit(browser, "form[action*='/rotate']")
+    new_secret = browser.find_element(By.ID, "secret").text
+    assert new_secret != old_secret
+    assert requests.get(f"{hv.url}/repos/widgets/names", headers={"authorization": old_secret}).status_code == 401
+    assert requests.get(f"{hv.url}/repos/widgets/names", headers={"authorization": new_secret}).status_code == 200
+
+    # retire a release from its package page
+    browser.get(hv.url + "/admin/orgs/acme/packages/hello")
+    shot(browser, "04-package")
+    Select(browser.find_element(By.NAME, "reason")).select_by_visible_text("deprecated")
+    browser.find_element(By.NAME, "message").send_keys("use hello 2")
+    submit(browser, "form[action$='/retire']")
+    assert "Retired (deprecated)" in browser.find_element(By.CLASS_NAME, "warning").text
+    assert hv.registry_package("hello")["releases"][0]["retired"] == {"reason": "deprecated",
+                                                                      "message": "use hello 2"}
+
+    browser.get(hv.url + "/admin/audit")
+    rows = browser.find_element(By.CSS_SELECTOR, "table.audit").text
+    assert "key.rotate" in rows and "release.retire" in rows and "organization.create" in rows
+    shot(browser, "05-audit-log")
+    browser.get(hv.url + "/admin/keys")
+    shot(browser, "06-my-keys")
+
+
+def test_forged_cross_site_post_is_refused_in_the_browser(hv, browser):
+    """A page elsewhere cannot post into the admin UI: no CSRF token, no change."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(hv.url + "/admin/login")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin-password")
+    submit(browser, "form")
+    browser.execute_script(
+        "const f = document.createElement('form'); f.method = 'post'; f.action = '/admin/orgs';"
+        "const i = document.createElement('input'); i.name = 'name'; i.value = 'forged'; f.appendChild(i);"
+        "document.body.appendChild(f); f.submit();")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda d: "CSRF" in d.find_element(By.TAG_NAME, "body").text)
+    assert "CSRF token missing or invalid" in browser.find_element(By.TAG_NAME, "body").text
+    browser.get(hv.url + "/admin/")
+    assert "forged" not in browser.find_element(By.TAG_NAME, "table").text
