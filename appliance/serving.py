@@ -6,7 +6,7 @@ apps freely.
 
 import logging
 
-from appliance import registry_builder
+from appliance import importer, registry_builder
 from appliance.db import database
 from appliance.models import Organization
 
@@ -43,4 +43,5 @@ def warm(rt):
 def start(rt):
     recover(rt)
     warm(rt)
-    return Background()
+    watcher = importer.DropFolderWatcher(rt).start()
+    return Background([watcher.stop])
