@@ -1,0 +1,140 @@
+"""Online backup and restore of a data directory.
+
+``backup`` may run while the server serves and publishes. The database is copied with SQLite's
+online backup API (a consistent snapshot); then every tarball and docs blob the snapshot refers
+to is copied (blobs are content-addressed and never change once written), with the signing keys,
+the app secret and the config file, and a manifest of SHA-256 sums. It writes into
+``DEST.partial`` and renames at the end, so a DEST that exists is a complete backup.
+
+Registry files are not copied: ``restore`` rebuilds them from the restored database with the
+restored signing key. Signing (PKCS#1 v1.5) and gzip (mtime 0) are deterministic, so the
+rebuilt files are byte-for-byte what the server served for that database state.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+from appliance import __version__
+from appliance.errors import HexvaultError
+from appliance.packages import docs_key, tarball_key
+
+MANIFEST = "manifest.json"
+
+
+class BackupError(HexvaultError):
+    """A backup that cannot be written or a restore source that is incomplete or altered."""
+
+    status = 500
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_tree(root):
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        fd = os.open(dirpath, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+
+
+def _referenced_blobs(db_path):
+    with sqlite3.connect(db_path) as conn:
+        tarballs = [row[0] for row in conn.execute('SELECT DISTINCT "outer_checksum" FROM "release"')]
+        docs = [row[0] for row in conn.execute(
+            'SELECT DISTINCT "docs_checksum" FROM "release" WHERE "docs_checksum" IS NOT NULL')]
+    return [tarball_key(c) for c in tarballs] + [docs_key(c) for c in docs]
+
+
+def backup(rt, dest):
+    """Write a consistent backup of rt's data directory to ``dest``; returns the manifest."""
+    dest = Path(dest)
+    if dest.exists():
+        raise BackupError(f"{dest} already exists; choose a new directory for each backup")
+    work = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "blobs").mkdir(parents=True)
+    config = rt.config
+
+    source = sqlite3.connect(config.database_path)
+    target = sqlite3.connect(work / "hexvault.db")
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+
+    missing = []
+    for key in _referenced_blobs(work / "hexvault.db"):
+        try:
+            with rt.store.open(key) as src:
+                out = work / "blobs" / key
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        except KeyError:
+            missing.append(key)
+    if missing:
+        raise BackupError(f"{len(missing)} stored files named by the database are missing "
+                          f"(first: {missing[0]}); run `hexvault check`")
+    shutil.copytree(config.keys_path, work / "keys")
+    shutil.copy2(config.data_path / "secret_key", work / "secret_key")
+    if config.source:
+        shutil.copy2(config.source, work / "hexvault.toml")
+
+    files = {}
+    for dirpath, _dirs, names in os.walk(work):
+        for name in names:
+            path = Path(dirpath) / name
+            files[path.relative_to(work).as_posix()] = _sha256(path)
+    manifest = {"hexvault": __version__, "files": files}
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    _fsync_tree(work)
+    os.replace(work, dest)
+    return manifest
+
+
+def verify(src):
+    """The manifest of a backup directory whose every file matches its recorded SHA-256."""
+    src = Path(src)
+    try:
+        manifest = json.loads((src / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{src} is not a Hexvault backup ({exc})") from None
+    for name, digest in manifest["files"].items():
+        path = src / name
+        if not path.is_file() or _sha256(path) != digest:
+            raise BackupError(f"backup file {name} is missing or altered")
+    return manifest
+
+
+def restore(src, config):
+    """Restore a verified backup into config's (uninitialized) data directory."""
+    from appliance.runtime import is_initialized
+
+    src = Path(src)
+    if is_initialized(config) or (config.data_path.exists() and any(config.data_path.iterdir())):
+        raise BackupError(f"{config.data_dir} is not empty; restore only into a new data directory")
+    verify(src)
+    data = config.data_path
+    data.mkdir(parents=True, exist_ok=True, mode=0o750)
+    shutil.copytree(src / "blobs", config.blob_path, dirs_exist_ok=True)
+    shutil.copytree(src / "keys", config.keys_path)
+    os.chmod(config.keys_path, 0o700)
+    config.import_path.mkdir(exist_ok=True)
+    shutil.copy2(src / "hexvault.db", config.database_path)
+    _fsync_tree(data)
+    # The secret goes last: its presence marks the data directory as initialized.
+    shutil.copy2(src / "secret_key", data / "secret_key")
+    os.chmod(data / "secret_key", 0o600)

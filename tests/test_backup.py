@@ -1,0 +1,73 @@
+"""Online backup while publishing, restore into a new data directory, compare bytes."""
+
+import threading
+
+from click.testing import CliRunner
+
+from appliance import backup, check, registry_builder
+from appliance.cli import main
+from appliance.db import database
+from appliance.models import Release
+from tests.driver import erlang_package
+
+
+def test_backup_during_publishes_restores_identical_registry_and_tarballs(hv, tmp_path):
+    for i in range(5):
+        assert hv.publish(erlang_package(f"base{i}", "1.0.0")).status_code == 201
+    hv.api("POST", "repos/acme/packages/base0/releases/1.0.0/retire", body={"reason": "other", "message": "old"})
+    stop, published = threading.Event(), []
+
+    def publish_loop():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if hv.publish(erlang_package(f"during{n:03d}", "1.0.0")).status_code == 201:
+                published.append(n)
+
+    worker = threading.Thread(target=publish_loop)
+    worker.start()
+    try:
+        manifest = backup.backup(hv.runtime, tmp_path / "backup")
+    finally:
+        stop.set()
+        worker.join()
+    assert published, "the publish loop ran during the backup"
+    assert "hexvault.db" in manifest["files"] and "secret_key" in manifest["files"]
+    original = {r.package.name: r for r in Release.select()}
+    original_store = hv.runtime.store
+
+    env = {"HEXVAULT_DATA_DIR": str(tmp_path / "restored"), "HEXVAULT_CONFIG": ""}
+    database.close()
+    result = CliRunner().invoke(main, ["restore", str(tmp_path / "backup")], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "every registry file verifies" in result.output
+
+    from appliance.config import load_config
+    from appliance.runtime import open_runtime
+
+    restored = open_runtime(load_config(environ={}, data_dir=str(tmp_path / "restored")))
+    database.connect(reuse_if_open=True)
+    assert check.run(restored) == []
+    names = [r.package.name for r in Release.select()]
+    assert {f"base{i}" for i in range(5)} <= set(names)
+    for name in names:
+        release = original[name]
+        tarball = f"tarballs/{release.outer_checksum[:2]}/{release.outer_checksum}.tar"
+        assert restored.store.get(tarball) == original_store.get(tarball)
+        # same database state + same key => byte-identical signed registry file
+        key = registry_builder.package_key("acme", name)
+        assert restored.store.get(key) == original_store.get(key)
+
+
+def test_restore_refuses_a_used_data_dir_and_an_altered_backup(hv, tmp_path):
+    backup.backup(hv.runtime, tmp_path / "b")
+    env = {"HEXVAULT_DATA_DIR": hv.runtime.config.data_dir, "HEXVAULT_CONFIG": ""}
+    refused = CliRunner().invoke(main, ["restore", str(tmp_path / "b")], env=env)
+    assert refused.exit_code == 1 and "not empty" in refused.output
+    (tmp_path / "b" / "secret_key").write_text("tampered")
+    env = {"HEXVAULT_DATA_DIR": str(tmp_path / "new"), "HEXVAULT_CONFIG": ""}
+    altered = CliRunner().invoke(main, ["restore", str(tmp_path / "b")], env=env)
+    assert altered.exit_code == 1 and "altered" in altered.output
+    again = CliRunner().invoke(main, ["backup", str(tmp_path / "b")],
+                               env={"HEXVAULT_DATA_DIR": hv.runtime.config.data_dir, "HEXVAULT_CONFIG": ""})
+    assert again.exit_code == 1 and "already exists" in again.output
