@@ -30,7 +30,7 @@ def create_app(config=None, runtime=None):
 
     from appliance.config import load_config
     from appliance.db import database
-    from appliance.routes import api, repository
+    from appliance.routes import api, mirror, repository
     from appliance.routes.fastpath import RepositoryFastPath
     from appliance.routes.responses import register_error_handlers
     from appliance.runtime import open_runtime
@@ -63,6 +63,7 @@ def create_app(config=None, runtime=None):
     register_error_handlers(app)
     app.register_blueprint(repository.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(mirror.bp)
 
     webui.init_app(app)
 

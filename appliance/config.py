@@ -65,6 +65,7 @@ SETTINGS = (
     Setting("secure_cookies", False, _bool, "Mark session cookies Secure; turn on when served over HTTPS."),
     Setting("trusted_proxy", False, _bool, "Take the client address from X-Forwarded-For (only behind your own proxy)."),
     Setting("log_level", "INFO", _str, "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("mirror_requires_key", True, _bool, "Require a valid key (any organization's) to read /mirror/hexpm."),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -83,6 +84,7 @@ class Config:
     secure_cookies: bool
     trusted_proxy: bool
     log_level: str
+    mirror_requires_key: bool
     source: str = ""
 
     @property

@@ -18,7 +18,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from appliance import audit, orgs, packages
+from appliance import audit, mirror, orgs, packages
 from appliance.db import database
 from appliance.errors import HexvaultError
 
@@ -85,11 +85,29 @@ def scan(rt, settle_seconds=1.0):
     results = []
     if not root.is_dir():
         return results
-    for org_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name != MIRROR_DIR):
+    for org_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in sorted(org_dir.iterdir()):
             if _candidate(path) and _settled(path, settle_seconds):
-                results.append((path.name, *import_file(rt, org_dir.name, path)))
+                if org_dir.name == MIRROR_DIR:
+                    results.append((path.name, *import_bundle_file(rt, path)))
+                else:
+                    results.append((path.name, *import_file(rt, org_dir.name, path)))
     return results
+
+
+def import_bundle_file(rt, path):
+    """Import a hex.pm mirror bundle dropped into import/hexpm/."""
+    path = Path(path)
+    database.connect(reuse_if_open=True)
+    try:
+        stored, tarballs = mirror.import_bundle(rt, path.read_bytes(),
+                                                actor=audit.AuditContext(via="import", key_name=f"bundle {path.name}"))
+    except HexvaultError as exc:
+        message = exc.message + "".join(f" ({k}: {v})" for k, v in exc.errors.items())
+        _move(path, "failed", message)
+        return "failed", message
+    _move(path, "done")
+    return "done", f"mirror: {stored} package records, {tarballs} tarballs"
 
 
 class _Handler(FileSystemEventHandler):
