@@ -50,6 +50,8 @@ def encode(value):
 def _from_erlang(term, depth=0):
     if depth > MAX_DEPTH:
         raise ETFError("term too deep")
+    if term is None or isinstance(term, bool):  # erlang-py maps true/false/undefined itself
+        return term
     if isinstance(term, erlang.OtpErlangBinary):
         data = term.value
         try:
