@@ -186,6 +186,7 @@ def start_nginx(rt, org_name, names, workdir):
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
         return None, None
+    os.chmod(workdir, 0o755)  # nginx workers run as an unprivileged user
     base = os.path.join(workdir, "nginx")
     www = os.path.join(base, "www", "repos", org_name)
     os.makedirs(os.path.join(www, "packages"))
@@ -263,10 +264,10 @@ def main():
                 print(f"conditional_304_rps={c_rps:.0f} p99_ms={c_p99:.1f}")
                 nginx, nginx_port = start_nginx(rt, "bench", names, tmp)
                 if nginx is not None:
-                    n_rps, n_p99, _ = measure_wrk(nginx_port, pkg_paths, {}, args.clients, args.seconds, tmp)
-                    print(f"nginx_packages_rps={n_rps:.0f} p99_ms={n_p99:.1f}")
-                    nt_rps, nt_p99, _ = measure_wrk(nginx_port, tar_paths, {}, args.clients, args.seconds, tmp)
-                    print(f"nginx_tarballs_rps={nt_rps:.0f} p99_ms={nt_p99:.1f}")
+                    n_rps, n_p99, bad = measure_wrk(nginx_port, pkg_paths, {}, args.clients, args.seconds, tmp)
+                    print(f"nginx_packages_rps={n_rps:.0f} p99_ms={n_p99:.1f} non_2xx={bad}")
+                    nt_rps, nt_p99, bad = measure_wrk(nginx_port, tar_paths, {}, args.clients, args.seconds, tmp)
+                    print(f"nginx_tarballs_rps={nt_rps:.0f} p99_ms={nt_p99:.1f} non_2xx={bad}")
                     print(f"ratio_packages={rps / n_rps:.3f} ratio_tarballs={tar_rps / nt_rps:.3f}")
             else:
                 rps, p99, errors = measure_reads(port, repo_key, names, args.clients, args.seconds)

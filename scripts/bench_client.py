@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Benchmark: real rebar3 fetching a project with N private dependencies, cold cache, from
+Hexvault and from a plain nginx serving the very same registry files and tarballs.
+
+Prints one line per figure:
+    rebar3_hexvault_s=...  median wall time of `rebar3 compile` (fetch + compile) against Hexvault
+    rebar3_nginx_s=...     the same against nginx (no auth)
+    ratio=...              hexvault / nginx
+Usage: scripts/bench_client.py [--deps 30] [--runs 3]
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_registry import NGINX_CONF, free_port, wait_ready  # noqa: E402
+
+from appliance import accounts, keys, orgs, packages  # noqa: E402
+from appliance.config import load_config  # noqa: E402
+from appliance.db import database  # noqa: E402
+from appliance.models import SigningKey  # noqa: E402
+from appliance.runtime import initialize, open_runtime  # noqa: E402
+from tests.driver import erlang_package  # noqa: E402
+from tests.procserver import ServerProcess  # noqa: E402
+from tests.rebar3 import rebar3_compile  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--deps", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if not shutil.which("rebar3") or not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+        raise SystemExit("needs Debian's rebar3 and nginx")
+    with tempfile.TemporaryDirectory(prefix="hexvault-client-") as tmp:
+        config = load_config(environ={}, data_dir=os.path.join(tmp, "data"), bcrypt_rounds=4)
+        initialize(config)
+        rt = open_runtime(config)
+        database.connect()
+        org = orgs.create("bench")
+        admin = accounts.create_user("bench", "bench-password", is_admin=True, rounds=4)
+        orgs.add_member(org, admin, "admin")
+        _k, repo_key = keys.create(rt.app_secret, "read", [["repository", "bench"]], organization=org)
+        names = [f"dep{i:02d}" for i in range(args.deps)]
+        for name in names:
+            packages.publish(rt, org, erlang_package(name, "1.0.0"))
+        pem = SigningKey.current().public_pem
+
+        # nginx serves byte-identical copies at the same paths
+        os.chmod(tmp, 0o755)  # nginx workers run as an unprivileged user
+        base = os.path.join(tmp, "nginx")
+        www = os.path.join(base, "www", "repos", "bench")
+        os.makedirs(os.path.join(www, "packages"))
+        os.makedirs(os.path.join(www, "tarballs"))
+        os.makedirs(os.path.join(base, "tmp"))
+        for name in names:
+            with open(os.path.join(www, "packages", name), "wb") as fh:
+                fh.write(rt.store.get(f"registry/bench/packages/{name}"))
+            blob = packages.tarball_blob(rt, org, f"{name}-1.0.0.tar")
+            with blob.open() as src, open(os.path.join(www, "tarballs", f"{name}-1.0.0.tar"), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        nginx_port = free_port()
+        with open(os.path.join(base, "nginx.conf"), "w") as fh:
+            fh.write(NGINX_CONF % {"dir": base, "port": nginx_port})
+        database.close()
+        nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", os.path.join(base, "nginx.conf"),
+                                  "-p", base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = ServerProcess(config.data_dir).start()
+        try:
+            wait_ready(nginx_port)
+            timings = {"hexvault": [], "nginx": []}
+            for run in range(args.runs):
+                for label, url in (("hexvault", server.url), ("nginx", f"http://127.0.0.1:{nginx_port}")):
+                    work = tempfile.mkdtemp(dir=tmp)  # a new HOME and cache: cold every time
+                    from pathlib import Path
+
+                    t0 = time.perf_counter()
+                    result = rebar3_compile(Path(work), repo_name="bench", repo_url=f"{url}/repos/bench",
+                                            public_key_pem=pem, repo_key=repo_key,
+                                            deps=[(n, "1.0.0") for n in names])
+                    elapsed = time.perf_counter() - t0
+                    if result.returncode != 0:
+                        raise SystemExit(f"rebar3 failed against {label}: {result.stdout[-2000:]}")
+                    timings[label].append(elapsed)
+            hexvault, static = statistics.median(timings["hexvault"]), statistics.median(timings["nginx"])
+            print(f"rebar3_hexvault_s={hexvault:.2f} deps={args.deps} runs={args.runs}")
+            print(f"rebar3_nginx_s={static:.2f}")
+            print(f"ratio={hexvault / static:.3f}")
+        finally:
+            server.stop()
+            nginx.terminate()
+            nginx.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
