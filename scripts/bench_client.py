@@ -13,15 +13,15 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_registry import NGINX_CONF, free_port, wait_ready  # noqa: E402
+from bench_registry import start_nginx  # noqa: E402
 
 from appliance import accounts, keys, orgs, packages  # noqa: E402
 from appliance.config import load_config  # noqa: E402
@@ -38,8 +38,8 @@ def main():
     parser.add_argument("--deps", type=int, default=30)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    if not shutil.which("rebar3") or not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
-        raise SystemExit("needs Debian's rebar3 and nginx")
+    if not shutil.which("rebar3"):
+        raise SystemExit("needs Debian's rebar3")
     with tempfile.TemporaryDirectory(prefix="hexvault-client-") as tmp:
         config = load_config(environ={}, data_dir=os.path.join(tmp, "data"), bcrypt_rounds=4)
         initialize(config)
@@ -53,37 +53,18 @@ def main():
         for name in names:
             packages.publish(rt, org, erlang_package(name, "1.0.0"))
         pem = SigningKey.current().public_pem
-
-        # nginx serves byte-identical copies at the same paths
-        os.chmod(tmp, 0o755)  # nginx workers run as an unprivileged user
-        base = os.path.join(tmp, "nginx")
-        www = os.path.join(base, "www", "repos", "bench")
-        os.makedirs(os.path.join(www, "packages"))
-        os.makedirs(os.path.join(www, "tarballs"))
-        os.makedirs(os.path.join(base, "tmp"))
-        for name in names:
-            with open(os.path.join(www, "packages", name), "wb") as fh:
-                fh.write(rt.store.get(f"registry/bench/packages/{name}"))
-            blob = packages.tarball_blob(rt, org, f"{name}-1.0.0.tar")
-            with blob.open() as src, open(os.path.join(www, "tarballs", f"{name}-1.0.0.tar"), "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        nginx_port = free_port()
-        with open(os.path.join(base, "nginx.conf"), "w") as fh:
-            fh.write(NGINX_CONF % {"dir": base, "port": nginx_port})
         database.close()
-        nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", os.path.join(base, "nginx.conf"),
-                                  "-p", base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nginx, nginx_port = start_nginx(rt, "bench", names, tmp)  # byte-identical copies, same paths
+        if nginx is None:
+            raise SystemExit("needs Debian's nginx (apt-get install nginx-light)")
         server = ServerProcess(config.data_dir).start()
         try:
-            wait_ready(nginx_port)
             timings = {"hexvault": [], "nginx": []}
             for run in range(args.runs):
                 for label, url in (("hexvault", server.url), ("nginx", f"http://127.0.0.1:{nginx_port}")):
-                    work = tempfile.mkdtemp(dir=tmp)  # a new HOME and cache: cold every time
-                    from pathlib import Path
-
+                    work = Path(tempfile.mkdtemp(dir=tmp))  # a new HOME and cache: cold every time
                     t0 = time.perf_counter()
-                    result = rebar3_compile(Path(work), repo_name="bench", repo_url=f"{url}/repos/bench",
+                    result = rebar3_compile(work, repo_name="bench", repo_url=f"{url}/repos/bench",
                                             public_key_pem=pem, repo_key=repo_key,
                                             deps=[(n, "1.0.0") for n in names])
                     elapsed = time.perf_counter() - t0

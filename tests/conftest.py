@@ -80,13 +80,18 @@ def live_server(config, runtime):
     server.stop()
 
 
-@pytest.fixture
-def hv(runtime, live_server):
-    """A driver with an admin, an organization `acme` with a repository key, and API keys."""
+def make_world(runtime):
+    """An admin, an organization `acme`, its repository key and the admin's api:write key."""
     admin = accounts.create_user("admin", "admin-password", is_admin=True, rounds=4)
     org = orgs.create("acme")
     orgs.add_member(org, admin, "admin")
     registry_builder.ensure_index(runtime, org)
     _k, repo_key = keys.create(runtime.app_secret, "acme-read", [["repository", "acme"]], organization=org)
     _k, api_key = keys.create(runtime.app_secret, "admin-write", [["api", "write"]], user=admin)
-    return Driver(live_server.url, runtime, org=org, admin=admin, repo_key=repo_key, api_key=api_key)
+    return dict(org=org, admin=admin, repo_key=repo_key, api_key=api_key)
+
+
+@pytest.fixture
+def hv(runtime, live_server):
+    """A driver for the live server, with make_world's admin, organization and keys."""
+    return Driver(live_server.url, runtime, **make_world(runtime))

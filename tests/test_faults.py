@@ -7,27 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from appliance import accounts, check, keys, orgs, registry_builder
+from appliance import check
 from appliance.db import database
 from appliance.protocol import registry
+from tests.conftest import make_world
 from tests.driver import Driver, erlang_package
 from tests.procserver import ServerProcess
 
 KILLS = 50
 
 
-def _setup(runtime):
-    admin = accounts.create_user("admin", "admin-password", is_admin=True, rounds=4)
-    org = orgs.create("acme")
-    orgs.add_member(org, admin, "admin")
-    registry_builder.ensure_index(runtime, org)
-    _k, repo_key = keys.create(runtime.app_secret, "r", [["repository", "acme"]], organization=org)
-    _k, api_key = keys.create(runtime.app_secret, "w", [["api", "write"]], user=admin)
-    return org, admin, repo_key, api_key
-
-
 def test_kill_9_during_publishes_loses_no_acknowledged_release(runtime, config):
-    org, admin, repo_key, api_key = _setup(runtime)
+    world = make_world(runtime)
     database.close()  # the child process owns the database while it runs
     server = ServerProcess(config.data_dir)
     rng = random.Random(1234)
@@ -60,7 +51,7 @@ def test_kill_9_during_publishes_loses_no_acknowledged_release(runtime, config):
 
     for _ in range(KILLS):
         server.start()
-        driver = Driver(server.url, runtime, org=org, admin=admin, repo_key=repo_key, api_key=api_key)
+        driver = Driver(server.url, runtime, **world)
         stop = threading.Event()
         threads = [threading.Thread(target=publisher, args=(driver, stop)),
                    threading.Thread(target=reader, args=(driver, stop))]
@@ -74,7 +65,7 @@ def test_kill_9_during_publishes_loses_no_acknowledged_release(runtime, config):
 
     server.start()
     try:
-        driver = Driver(server.url, runtime, org=org, admin=admin, repo_key=repo_key, api_key=api_key)
+        driver = Driver(server.url, runtime, **world)
         assert len(acknowledged) > KILLS  # the loop really published between kills
         for name, data in acknowledged:
             record = driver.registry_package(name)

@@ -122,13 +122,17 @@ def release_show(repo, name, version):
     return _render_release(org, packages.get_release(org, name, version))
 
 
-def _publish(repo, expected_name):
-    principal, org = authorize(permissions.API_WRITE, repo)
+def _upload_body():
+    """The uploaded tarball, refused before reading when its declared size is over the limit."""
     limit = runtime().config.max_tarball_size
     if (request.content_length or 0) > limit:
         raise InvalidTarball(f"too big: {request.content_length} bytes; the limit is {limit}")
-    data = request.get_data(cache=False)
-    release, created = packages.publish(runtime(), org, data, replace=_flag("replace", True),
+    return request.get_data(cache=False)
+
+
+def _publish(repo, expected_name):
+    principal, org = authorize(permissions.API_WRITE, repo)
+    release, created = packages.publish(runtime(), org, _upload_body(), replace=_flag("replace", True),
                                         expected_name=expected_name, actor=actor(principal),
                                         publisher=principal.user)
     release = packages.get_release(org, release.package.name, release.version)
@@ -174,10 +178,7 @@ def release_unretire(repo, name, version):
 @route("/packages/<name>/releases/<version>/docs", methods=["POST"])
 def docs_create(repo, name, version):
     principal, org = authorize(permissions.API_WRITE, repo)
-    limit = runtime().config.max_tarball_size
-    if (request.content_length or 0) > limit:
-        raise InvalidTarball(f"too big: {request.content_length} bytes; the limit is {limit}")
-    packages.upload_docs(runtime(), org, name, version, request.get_data(cache=False), actor=actor(principal))
+    packages.upload_docs(runtime(), org, name, version, _upload_body(), actor=actor(principal))
     # mix prints this location as the docs URL when api_url is not hex.pm.
     location = f"{base_url()}/docs/{org.name}/{name}/{version}/"
     return Response(status=201, headers={"Location": location})
