@@ -6,9 +6,11 @@ to is copied (blobs are content-addressed and never change once written), with t
 the app secret and the config file, and a manifest of SHA-256 sums. It writes into
 ``DEST.partial`` and renames at the end, so a DEST that exists is a complete backup.
 
-Registry files are not copied: ``restore`` rebuilds them from the restored database with the
-restored signing key. Signing (PKCS#1 v1.5) and gzip (mtime 0) are deterministic, so the
-rebuilt files are byte-for-byte what the server served for that database state.
+The hex.pm mirror's files (``mirror/``) are copied too, records before tarballs: they are
+hex.pm's signatures and cannot be rebuilt. Organization registry files are not copied:
+``restore`` rebuilds them from the restored database with the restored signing key. Signing
+(PKCS#1 v1.5) and gzip (mtime 0) are deterministic, so the rebuilt files are byte-for-byte what
+the server served for that database state.
 """
 
 import hashlib
@@ -23,6 +25,7 @@ from appliance.errors import HexvaultError
 from appliance.packages import docs_key, tarball_key
 
 MANIFEST = "manifest.json"
+MIRROR_PREFIX = "mirror"
 
 
 class BackupError(HexvaultError):
@@ -50,11 +53,33 @@ def _fsync_tree(root):
 
 
 def _referenced_blobs(db_path):
-    with sqlite3.connect(db_path) as conn:
+    conn = sqlite3.connect(db_path)  # closed explicitly: `with` would only end the transaction
+    try:
         tarballs = [row[0] for row in conn.execute('SELECT DISTINCT "outer_checksum" FROM "release"')]
         docs = [row[0] for row in conn.execute(
             'SELECT DISTINCT "docs_checksum" FROM "release" WHERE "docs_checksum" IS NOT NULL')]
+    finally:
+        conn.close()
     return [tarball_key(c) for c in tarballs] + [docs_key(c) for c in docs]
+
+
+def _mirror_blobs(store):
+    """Mirror files in a safe copy order: records before tarballs. A record is stored only after
+    the tarballs it names, so every record copied has its tarballs listed by the later walk."""
+    def is_tarball(key):
+        return "/tarballs/" in key
+
+    yield from [k for k in store.list(MIRROR_PREFIX) if not is_tarball(k)]
+    # Listed only now, after the records above were copied (the caller copies as it iterates).
+    yield from [k for k in store.list(MIRROR_PREFIX) if is_tarball(k)]
+
+
+def _copy_blob(store, key, root):
+    with store.open(key) as src:
+        out = root / key
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
 
 
 def backup(rt, dest):
@@ -71,6 +96,8 @@ def backup(rt, dest):
     target = sqlite3.connect(work / "hexvault.db")
     try:
         source.backup(target)
+        # One self-contained file: no -wal/-shm beside it in the backup.
+        target.execute("PRAGMA journal_mode=DELETE")
     finally:
         target.close()
         source.close()
@@ -78,13 +105,11 @@ def backup(rt, dest):
     missing = []
     for key in _referenced_blobs(work / "hexvault.db"):
         try:
-            with rt.store.open(key) as src:
-                out = work / "blobs" / key
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+            _copy_blob(rt.store, key, work / "blobs")
         except KeyError:
             missing.append(key)
+    for key in _mirror_blobs(rt.store):
+        _copy_blob(rt.store, key, work / "blobs")  # hex.pm's signed files cannot be rebuilt
     if missing:
         raise BackupError(f"{len(missing)} stored files named by the database are missing "
                           f"(first: {missing[0]}); run `hexvault check`")

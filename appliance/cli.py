@@ -322,6 +322,32 @@ def registry_rebuild(rt, org_name):
         click.echo(f"{organization.name}: {count} packages")
 
 
+@command(main, "import")
+@click.argument("org_name")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def import_command(rt, org_name, paths):
+    """Publish package tarballs into ORG_NAME, or import hex.pm mirror bundles with ORG_NAME
+    `hexpm` (what the drop folder does, without moving the files)."""
+    from pathlib import Path
+
+    from appliance import audit, importer, mirror
+
+    failures = 0
+    for path in paths:
+        actor = audit.AuditContext(via="import", key_name=f"hexvault import {Path(path).name}")
+        try:
+            if org_name == importer.MIRROR_DIR:
+                message = mirror.import_bundle(rt, path, actor=actor)
+            else:
+                message = importer.publish_path(rt, org_name, path, actor)
+        except HexvaultError as exc:
+            failures += 1
+            message = f"failed: {importer.describe_error(exc)}"
+        click.echo(f"{path}: {message}")
+    if failures:
+        fail(f"{failures} of {len(paths)} file(s) not imported")
+
+
 @command(main, "backup")
 @click.argument("dest", type=click.Path(file_okay=False))
 def backup_command(rt, dest):

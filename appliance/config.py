@@ -66,6 +66,8 @@ SETTINGS = (
     Setting("trusted_proxy", False, _bool, "Take the client address from X-Forwarded-For (only behind your own proxy)."),
     Setting("log_level", "INFO", _str, "Logging level: DEBUG, INFO, WARNING or ERROR."),
     Setting("mirror_requires_key", True, _bool, "Require a valid key (any organization's) to read /mirror/hexpm."),
+    Setting("mirror_public_key", "", _str,
+            "PEM file of the key hex.pm mirror bundles must be signed with; empty means hex.pm's own key."),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -85,6 +87,7 @@ class Config:
     trusted_proxy: bool
     log_level: str
     mirror_requires_key: bool
+    mirror_public_key: str
     source: str = ""
 
     @property

@@ -1,12 +1,13 @@
 """The drop folder: package tarballs copied into ``<data>/import/<org>/`` are published into that
 organization exactly as the publish API would, then moved to ``done/`` or to ``failed/`` with a
-``.reason`` file beside them.
+``.reason`` file beside them. ``<data>/import/hexpm/`` takes hex.pm mirror bundles instead
+(appliance.mirror); they are moved the same way.
 
 Half-copied files are never taken: names ending in ``.part`` (or starting with ``.``) are
 ignored until renamed, and a file must keep the same size and mtime across two looks
-``settle_seconds`` apart. Files that arrived while the server was down are found by the scan at
-start. ``import_file`` is the unit of work; ``DropFolderWatcher`` is a thin watchdog shell that
-calls it.
+``settle_seconds`` apart (one pause per scan, however many files wait). Files that arrived while
+the server was down are found by the scan at start. ``import_file`` and ``import_bundle_file``
+are the units of work; ``DropFolderWatcher`` is a thin watchdog shell that calls them.
 """
 
 import logging
@@ -47,67 +48,84 @@ def _move(path, folder, reason=None):
     return target
 
 
+def describe_error(exc):
+    details = "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
+    return exc.message + (f" ({details})" if details else "")
+
+
+def publish_path(rt, org_name, path, actor):
+    """Publish the tarball at ``path`` into ``org_name``; returns a message or raises HexvaultError."""
+    org = orgs.get(org_name)
+    release, _created = packages.publish(rt, org, Path(path).read_bytes(), replace=False, actor=actor)
+    return f"published {release.package.name} {release.version}"
+
+
+def _finish(path, what, work):
+    """Run ``work``; move the file to done/ or failed/ (with the reason); ("done"|"failed", message)."""
+    database.connect(reuse_if_open=True)  # the watcher thread keeps its own connection
+    try:
+        message = work()
+    except HexvaultError as exc:
+        message = describe_error(exc)
+        _move(path, "failed", message)
+        log.warning("import of %s failed: %s", what, message)
+        return "failed", message
+    except OSError as exc:  # vanished or unreadable: leave it where it is
+        return "failed", f"could not read {path.name}: {exc}"
+    _move(path, "done")
+    log.info("import of %s: %s", what, message)
+    return "done", message
+
+
 def import_file(rt, org_name, path):
     """Publish one dropped file; returns ("done" | "failed", message)."""
     path = Path(path)
     actor = audit.AuditContext(via="import", key_name=f"drop folder {org_name}/{path.name}")
-    database.connect(reuse_if_open=True)  # the watcher thread keeps its own connection
-    try:
-        org = orgs.get(org_name)
-        release, _created = packages.publish(rt, org, path.read_bytes(), replace=False, actor=actor)
-    except HexvaultError as exc:
-        details = "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
-        message = exc.message + (f" ({details})" if details else "")
-        _move(path, "failed", message)
-        log.warning("import of %s/%s failed: %s", org_name, path.name, message)
-        return "failed", message
-    except OSError as exc:
-        return "failed", f"could not read {path.name}: {exc}"
-    _move(path, "done")
-    message = f"published {release.package.name} {release.version}"
-    log.info("import of %s/%s: %s", org_name, path.name, message)
-    return "done", message
-
-
-def _settled(path, settle_seconds):
-    try:
-        first = path.stat()
-        time.sleep(settle_seconds)
-        second = path.stat()
-    except FileNotFoundError:
-        return False
-    return (first.st_size, first.st_mtime_ns) == (second.st_size, second.st_mtime_ns) and second.st_size > 0
-
-
-def scan(rt, settle_seconds=1.0):
-    """Import every settled file waiting in any organization folder; returns the results."""
-    root = rt.config.import_path
-    results = []
-    if not root.is_dir():
-        return results
-    for org_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for path in sorted(org_dir.iterdir()):
-            if _candidate(path) and _settled(path, settle_seconds):
-                if org_dir.name == MIRROR_DIR:
-                    results.append((path.name, *import_bundle_file(rt, path)))
-                else:
-                    results.append((path.name, *import_file(rt, org_dir.name, path)))
-    return results
+    return _finish(path, f"{org_name}/{path.name}", lambda: publish_path(rt, org_name, path, actor))
 
 
 def import_bundle_file(rt, path):
-    """Import a hex.pm mirror bundle dropped into import/hexpm/."""
+    """Import one hex.pm mirror bundle dropped into import/hexpm/."""
     path = Path(path)
-    database.connect(reuse_if_open=True)
+    actor = audit.AuditContext(via="import", key_name=f"drop folder {MIRROR_DIR}/{path.name}")
+    return _finish(path, f"{MIRROR_DIR}/{path.name}", lambda: mirror.import_bundle(rt, path, actor=actor))
+
+
+def _signature(path):
     try:
-        stored, tarballs = mirror.import_bundle(rt, path.read_bytes(),
-                                                actor=audit.AuditContext(via="import", key_name=f"bundle {path.name}"))
-    except HexvaultError as exc:
-        message = exc.message + "".join(f" ({k}: {v})" for k, v in exc.errors.items())
-        _move(path, "failed", message)
-        return "failed", message
-    _move(path, "done")
-    return "done", f"mirror: {stored} package records, {tarballs} tarballs"
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns) if st.st_size > 0 else None
+
+
+def _waiting(root):
+    """(folder name, path) of every candidate file in the organization and mirror folders."""
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(folder.iterdir()):
+            if _candidate(path):
+                yield folder.name, path
+
+
+def scan(rt, settle_seconds=1.0):
+    """Import every settled file waiting in the import folders; returns [(file, outcome, message)]."""
+    root = rt.config.import_path
+    if not root.is_dir():
+        return []
+    first = {path: _signature(path) for _folder, path in _waiting(root)}
+    if not first:
+        return []
+    time.sleep(settle_seconds)
+    results = []
+    for folder, path in _waiting(root):
+        signature = _signature(path)
+        if signature is None or first.get(path) != signature:
+            continue  # new, empty or still growing: the next scan looks again
+        if folder == MIRROR_DIR:
+            results.append((path.name, *import_bundle_file(rt, path)))
+        else:
+            results.append((path.name, *import_file(rt, folder, path)))
+    return results
 
 
 class _Handler(FileSystemEventHandler):
@@ -134,6 +152,7 @@ class DropFolderWatcher:
     def start(self):
         root = self.rt.config.import_path
         root.mkdir(parents=True, exist_ok=True)
+        (root / MIRROR_DIR).mkdir(exist_ok=True)
         self._observer = Observer()
         self._observer.schedule(_Handler(self._wake), str(root), recursive=True)
         self._observer.start()
@@ -149,7 +168,7 @@ class DropFolderWatcher:
             if self._stop.is_set():
                 break
             try:
-                while scan(self.rt, self.settle_seconds):
+                while scan(self.rt, self.settle_seconds) and not self._stop.is_set():
                     pass  # keep going while files keep landing
             except Exception:  # the watcher must outlive any one bad file
                 log.exception("drop folder scan failed")

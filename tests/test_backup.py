@@ -33,6 +33,7 @@ def test_backup_during_publishes_restores_identical_registry_and_tarballs(hv, tm
         worker.join()
     assert published, "the publish loop ran during the backup"
     assert "hexvault.db" in manifest["files"] and "secret_key" in manifest["files"]
+    assert not [n for n in manifest["files"] if n.startswith("hexvault.db-")]  # one self-contained DB file
     original = {r.package.name: r for r in Release.select()}
     original_store = hv.runtime.store
 

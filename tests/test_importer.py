@@ -76,3 +76,23 @@ def test_watcher_imports_files_present_at_start_and_dropped_later(runtime):
     names = sorted(r.package.name for r in Release.select())
     assert names == ["after", "before"]
     assert audit.entries(action="release.publish")[0].details["via"] == "import"
+
+
+def test_cli_import_publishes_in_place_and_reports_failures(runtime, tmp_path):
+    from click.testing import CliRunner
+
+    from appliance.cli import main
+    from appliance.db import database
+
+    orgs.create("acme")
+    good, bad = tmp_path / "good.tar", tmp_path / "bad.tar"
+    good.write_bytes(erlang_package("cli_pkg", "1.0.0"))
+    bad.write_bytes(b"junk")
+    database.close()
+    env = {"HEXVAULT_DATA_DIR": runtime.config.data_dir, "HEXVAULT_CONFIG": ""}
+    result = CliRunner().invoke(main, ["import", "acme", str(good), str(bad)], env=env)
+    assert result.exit_code == 1
+    assert "published cli_pkg 1.0.0" in result.output and "1 of 2 file(s) not imported" in result.output
+    assert good.exists() and bad.exists()  # the CLI never moves the user's files
+    database.connect(reuse_if_open=True)
+    assert audit.entries(action="release.publish")[0].details["via"] == "import"

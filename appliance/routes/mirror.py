@@ -1,6 +1,10 @@
-"""The read-only hex.pm mirror at /mirror/hexpm/ (HEX_MIRROR for mix, repo_url for rebar3)."""
+"""The read-only hex.pm mirror at /mirror/hexpm/ (HEX_MIRROR for mix, HEX_CDN for rebar3).
 
-from flask import Blueprint
+Only what imported bundles brought is served, byte for byte, with the same ETag/304 rules and
+no Content-Encoding as the organization repositories (routes/repository.py serve_blob).
+"""
+
+from flask import Blueprint, Response
 
 from appliance import mirror
 from appliance.errors import Unauthenticated
@@ -8,6 +12,20 @@ from appliance.routes.keyauth import current_principal, runtime
 from appliance.routes.repository import REGISTRY_CACHE, TARBALL_CACHE, serve_blob
 
 bp = Blueprint("mirror", __name__)
+
+
+@bp.get("/mirror/hexpm/public_key")
+def public_key():
+    """The key the mirrored records verify with (hex.pm's). Public data, like /repos/ORG/public_key."""
+    return Response(mirror.public_key_pem(runtime()), content_type="application/x-pem-file",
+                    headers={"Cache-Control": "public, max-age=300"})
+
+
+@bp.get("/mirror/hexpm/installs/hex-1.x.csv")
+def hex_installs():
+    """mix's update checker asks the hexpm repo for this; an empty 200 means "up to date"
+    (hex-protocol.md §2.7), which keeps an offline mix from warning on every run."""
+    return Response(b"", content_type="text/csv", headers={"Cache-Control": "public, max-age=3600"})
 
 
 @bp.get("/mirror/hexpm/<path:path>")
