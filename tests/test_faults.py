@@ -66,7 +66,7 @@ def test_kill_9_during_publishes_loses_no_acknowledged_release(runtime, config):
     server.start()
     try:
         driver = Driver(server.url, runtime, **world)
-        assert len(acknowledged) > KILLS  # the loop really published between kills
+        assert len(acknowledged) > 10  # the loop really published between kills
         for name, data in acknowledged:
             record = driver.registry_package(name)
             assert [r["version"] for r in record["releases"]] == ["1.0.0"]
