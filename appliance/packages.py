@@ -44,11 +44,12 @@ def _invalid(field, message):
     return Invalid("Validation error(s)", {field: message})
 
 
-def _tarball_key(outer_hex):
+def tarball_key(outer_hex):
+    """Blob key of a tarball: content-addressed by its outer checksum."""
     return f"tarballs/{outer_hex[:2]}/{outer_hex}.tar"
 
 
-def _docs_key(checksum_hex):
+def docs_key(checksum_hex):
     return f"docs/{checksum_hex[:2]}/{checksum_hex}.tar.gz"
 
 
@@ -137,7 +138,7 @@ def publish(rt, org, data, *, replace=False, expected_name=None, actor=audit.CLI
     if expected_name is not None and expected_name != name:
         raise _invalid("name", f"metadata does not match package name (URL says {expected_name}, tarball says {name})")
     outer_hex = pkg.outer_checksum.hex()
-    rt.store.put(_tarball_key(outer_hex), data)
+    rt.store.put(tarball_key(outer_hex), data)
     now = utcnow()
     stale_blob = None
     with write_tx():
@@ -183,7 +184,7 @@ def _mark_dirty(org, name):
 
 def _delete_unreferenced_tarball(rt, outer_hex):
     if not Release.select().where(Release.outer_checksum == outer_hex).exists():
-        rt.store.delete(_tarball_key(outer_hex))
+        rt.store.delete(tarball_key(outer_hex))
 
 
 def revert(rt, org, name, version, *, actor=audit.CLI):
@@ -202,7 +203,7 @@ def revert(rt, org, name, version, *, actor=audit.CLI):
     registry_builder.update(rt, org)
     _delete_unreferenced_tarball(rt, release.outer_checksum)
     if release.docs_checksum and not Release.select().where(Release.docs_checksum == release.docs_checksum).exists():
-        rt.store.delete(_docs_key(release.docs_checksum))
+        rt.store.delete(docs_key(release.docs_checksum))
 
 
 def retire(rt, org, name, version, reason, message=None, *, actor=audit.CLI):
@@ -237,13 +238,13 @@ def upload_docs(rt, org, name, version, data, *, actor=audit.CLI):
     tarball.read_docs(data, max_size=rt.config.max_tarball_size,
                       max_uncompressed_size=rt.config.max_uncompressed_size)
     checksum = hashlib.sha256(data).hexdigest()
-    rt.store.put(_docs_key(checksum), data)
+    rt.store.put(docs_key(checksum), data)
     old = release.docs_checksum
     with write_tx():
         Release.update(docs_checksum=checksum, updated_at=utcnow()).where(Release.id == release.id).execute()
         audit.record(actor, "docs.publish", organization=org, target=f"{name} {version}")
     if old and old != checksum and not Release.select().where(Release.docs_checksum == old).exists():
-        rt.store.delete(_docs_key(old))
+        rt.store.delete(docs_key(old))
     return checksum
 
 
@@ -255,7 +256,7 @@ def delete_docs(rt, org, name, version, *, actor=audit.CLI):
         Release.update(docs_checksum=None, updated_at=utcnow()).where(Release.id == release.id).execute()
         audit.record(actor, "docs.revert", organization=org, target=f"{name} {version}")
     if not Release.select().where(Release.docs_checksum == release.docs_checksum).exists():
-        rt.store.delete(_docs_key(release.docs_checksum))
+        rt.store.delete(docs_key(release.docs_checksum))
 
 
 # -- reads --------------------------------------------------------------------------------------
@@ -324,7 +325,7 @@ def tarball_blob(rt, org, filename):
     if row is None:
         raise NotFound()
     outer, size = row
-    key = _tarball_key(outer)
+    key = tarball_key(outer)
     return Blob(f'"{outer}"', size, lambda: rt.store.open(key))
 
 
@@ -338,14 +339,5 @@ def docs_blob(rt, org, filename):
         raise NotFound() from None
     if not release.docs_checksum:
         raise NotFound()
-    key = _docs_key(release.docs_checksum)
+    key = docs_key(release.docs_checksum)
     return Blob(f'"{release.docs_checksum}"', rt.store.info(key).size, lambda: rt.store.open(key))
-
-
-def tarball_key(outer_hex):
-    return _tarball_key(outer_hex)
-
-
-def docs_key(checksum_hex):
-    return _docs_key(checksum_hex)
-
