@@ -228,12 +228,10 @@ def blob(rt, path):
     """A stored mirror file for GET /mirror/hexpm/PATH (only what bundles brought)."""
     if not FILE_RE.match(path):
         raise NotFound()
-    key = key_for(path)
     try:
-        info = rt.store.info(key)
+        return Blob.opened(rt.store, key_for(path))
     except (BlobNotFound, InvalidKey):
         raise NotFound() from None
-    return Blob(info.etag, info.size, lambda: rt.store.open(key))
 
 
 def public_key_pem(rt):

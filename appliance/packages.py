@@ -33,11 +33,19 @@ RETIREMENT_REASONS = ("other", "invalid", "security", "deprecated", "renamed")
 
 
 class Blob(typing.NamedTuple):
-    """A stored file a route can stream: its ETag, size and a function that opens it."""
+    """A stored file a route can stream: its ETag, size, a function that opens it, and one that
+    releases it unread (a 304). ``opened`` makes one from an already open handle, so the size
+    and ETag describe exactly what that handle reads even while a put replaces the file."""
 
     etag: str
     size: int
     open: typing.Callable
+    release: typing.Callable = lambda: None
+
+    @classmethod
+    def opened(cls, store, key):
+        fh, info = store.open_with_info(key)
+        return cls(info.etag, info.size, lambda: fh, fh.close)
 
 
 def _invalid(field, message):
@@ -339,5 +347,4 @@ def docs_blob(rt, org, filename):
         raise NotFound() from None
     if not release.docs_checksum:
         raise NotFound()
-    key = docs_key(release.docs_checksum)
-    return Blob(f'"{release.docs_checksum}"', rt.store.info(key).size, lambda: rt.store.open(key))
+    return Blob.opened(rt.store, docs_key(release.docs_checksum))

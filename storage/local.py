@@ -67,26 +67,33 @@ class LocalStore:
             raise BlobNotFound(key) from None
 
     def info(self, key):
-        path = self._path(key)
+        fh, info = self.open_with_info(key)
+        fh.close()
+        return info
+
+    def open_with_info(self, key):
+        """An open handle and the size and ETag of exactly the bytes it will read.
+
+        Taken with fstat on the handle, not stat on the path: a concurrent put replaces the
+        path's file, never an opened one, so length and ETag can't describe another version.
+        """
         try:
-            st = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
+            fh = open(self._path(key), "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(key) from None
+        st = os.fstat(fh.fileno())
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         cached = self._etags.get(key)
         if cached and cached[0] == stamp:
-            return cached[1]
+            return fh, cached[1]
         digest = hashlib.sha256()
-        try:
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 16), b""):
-                    digest.update(chunk)
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(chunk)
+        fh.seek(0)
         info = BlobInfo(st.st_size, f'"{digest.hexdigest()}"')
         with self._etag_lock:
             self._etags[key] = (stamp, info)
-        return info
+        return fh, info
 
     def exists(self, key):
         return self._path(key).is_file()

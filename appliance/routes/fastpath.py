@@ -54,6 +54,7 @@ class RepositoryFastPath:
             return self.app(environ, start_response)
         headers = [("ETag", blob.etag), ("Cache-Control", cache_control)]
         if not_modified(environ.get("HTTP_IF_NONE_MATCH"), blob.etag):
+            blob.release()
             start_response("304 Not Modified", headers)
             return []
         try:

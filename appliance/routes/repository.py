@@ -43,14 +43,13 @@ def authorized_org(rt, principal, org_name):
 
 def _registry_blob(rt, org, key):
     try:
-        info = rt.store.info(key)
+        return packages.Blob.opened(rt.store, key)
     except BlobNotFound:
         if key not in (registry_builder.names_key(org.name), registry_builder.versions_key(org.name)):
             raise NotFound() from None
-        # A new organization has no index yet; an empty signed one is the right answer.
-        registry_builder.ensure_index(rt, org)
-        info = rt.store.info(key)
-    return packages.Blob(info.etag, info.size, lambda: rt.store.open(key))
+    # A new organization has no index yet; an empty signed one is the right answer.
+    registry_builder.ensure_index(rt, org)
+    return packages.Blob.opened(rt.store, key)
 
 
 def find_file(rt, principal, org_name, path):
@@ -84,6 +83,7 @@ def not_modified(if_none_match, etag):
 def serve_blob(blob, cache_control):
     headers = {"ETag": blob.etag, "Cache-Control": cache_control}
     if not_modified(request.headers.get("If-None-Match"), blob.etag):
+        blob.release()
         return Response(status=304, headers=headers)
     try:
         fh = blob.open()
