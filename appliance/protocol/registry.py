@@ -1,131 +1,199 @@
-"""Registry v2 files: protobuf messages built at import time from our own field tables, the
-Signed envelope, signing and gzip (hexpm/specifications registry-v2.md)."""
+"""Registry v2 files: protobuf payloads, the Signed envelope, signing and gzip.
+
+Contract (hexpm/specifications registry-v2.md, registry/*.proto; hex-protocol.md §3):
+
+* Message classes ``Signed``, ``Names``, ``Versions``, ``Package`` (and ``NamesPackage``,
+  ``VersionsPackage``, ``Release``, ``Dependency``, ``RetirementStatus``, ``Timestamp``,
+  ``SecurityAdvisory``) are built at import time from the field tables below: no protoc and no
+  .proto files. Field numbers, types, labels and packing follow the specification exactly.
+* ``encode_names(repository, [(name, updated_at | None)]) -> bytes``,
+  ``encode_versions(repository, [{name, versions, retired}]) -> bytes`` and
+  ``encode_package(repository, name, [release]) -> bytes`` return *payloads*. Packages are sorted
+  here by name in byte order; versions and releases are written in the order given, which must
+  be ascending SemVer (the caller sorts, with versions.sort_versions).
+* ``sign_and_gzip(payload, private_key) -> bytes`` makes the file that is served.
+* ``decode_signed(file, public_key, *, verify=True) -> payload`` and
+  ``decode_names|decode_versions|decode_package(payload, repository[, name]) -> dict`` reverse it,
+  checking the origin like hex_core. Failures raise ``RegistryError``; signature failures raise
+  its subclass ``SignatureError``.
+"""
 
 import datetime
 import gzip
 import zlib
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from appliance.protocol import signing
 
-F = descriptor_pb2.FieldDescriptorProto
-OPT, REQ, REP = F.LABEL_OPTIONAL, F.LABEL_REQUIRED, F.LABEL_REPEATED
-STRING, BYTES, INT32, INT64, UINT32, BOOL, FLOAT, MESSAGE, ENUM = (
-    F.TYPE_STRING, F.TYPE_BYTES, F.TYPE_INT32, F.TYPE_INT64, F.TYPE_UINT32, F.TYPE_BOOL, F.TYPE_FLOAT,
-    F.TYPE_MESSAGE, F.TYPE_ENUM)
-
-RETIREMENT_REASONS = ("other", "invalid", "security", "deprecated", "renamed")
-MAX_FILE = 64 * 1024 * 1024
-
-
-class SignatureError(ValueError):
-    pass
+RETIREMENT_REASONS = ("other", "invalid", "security", "deprecated", "renamed")  # enum values 0..4
+MAX_FILE = 64 * 1024 * 1024  # uncompressed; hex.pm's own names/versions are a few MiB
+CHECKSUM_SIZE = 32
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 class RegistryError(ValueError):
+    """``reason`` is the hex_core-style atom the message starts with (bad_repo_name, bad_signature,
+    bad_message, not_gzip, too_large, bad_input)."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.reason = message.split(":", 1)[0]
+
+
+class SignatureError(RegistryError):
     pass
 
 
-_POOL = descriptor_pool.DescriptorPool()
+# -- message classes ----------------------------------------------------------------------------------
+
+_F = descriptor_pb2.FieldDescriptorProto
+_LABELS = {"opt": _F.LABEL_OPTIONAL, "req": _F.LABEL_REQUIRED, "rep": _F.LABEL_REPEATED}
+_TYPES = {"string": _F.TYPE_STRING, "bytes": _F.TYPE_BYTES, "int32": _F.TYPE_INT32, "int64": _F.TYPE_INT64,
+          "uint32": _F.TYPE_UINT32, "bool": _F.TYPE_BOOL, "float": _F.TYPE_FLOAT}
+_POOL = descriptor_pool.DescriptorPool()  # our own pool: nothing clashes with other protobuf users
 
 
-def _file(name, package, messages, enums=()):
+def _proto_file(name, package, messages, enums=()):
+    """Add one proto2 file to the pool. A field is (number, name, label, type[, "packed"]);
+    a type that is not a scalar names a message or enum of the same file."""
     proto = descriptor_pb2.FileDescriptorProto(name=name, package=package, syntax="proto2")
+    enum_names = {enum_name for enum_name, _ in enums}
     for enum_name, values in enums:
         enum = proto.enum_type.add(name=enum_name)
-        for value_name, number in values:
+        for number, value_name in enumerate(values):
             enum.value.add(name=value_name, number=number)
     for msg_name, fields in messages:
         msg = proto.message_type.add(name=msg_name)
-        for number, field_name, label, ftype, *rest in fields:
-            field = msg.field.add(name=field_name, number=number, label=label, type=ftype)
-            if rest and rest[0]:
-                field.type_name = f".{package}.{rest[0]}"
-            if label == REP and ftype in (INT32, UINT32, ENUM) and (len(rest) < 2 or rest[1]):
+        for number, field_name, label, ftype, *flags in fields:
+            field = msg.field.add(name=field_name, number=number, label=_LABELS[label])
+            if ftype in _TYPES:
+                field.type = _TYPES[ftype]
+            else:
+                field.type = _F.TYPE_ENUM if ftype in enum_names else _F.TYPE_MESSAGE
+                field.type_name = f".{package}.{ftype}"
+            if "packed" in flags:
                 field.options.packed = True
     _POOL.Add(proto)
-    return {msg_name: message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{package}.{msg_name}"))
-            for msg_name, _ in messages}
+    return [message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{package}.{m}")) for m, _ in messages]
 
+
+_TIMESTAMP = ("Timestamp", [(1, "seconds", "req", "int64"), (2, "nanos", "req", "int32")])
 
 # signed.proto
-Signed = _file("hexvault/signed.proto", "hexvault.signed", [
-    ("Signed", [(1, "payload", REQ, BYTES), (2, "signature", OPT, BYTES)]),
-])["Signed"]
-
-# names.proto
-_names = _file("hexvault/names.proto", "hexvault.names", [
-    ("Names", [(1, "packages", REP, MESSAGE, "Package"), (2, "repository", REQ, STRING)]),
-    ("Package", [(1, "name", REQ, STRING), (3, "updated_at", OPT, MESSAGE, "Timestamp")]),
-    ("Timestamp", [(1, "seconds", REQ, INT64), (2, "nanos", REQ, INT32)]),
+(Signed,) = _proto_file("hexvault/signed.proto", "hexvault.signed", [
+    ("Signed", [(1, "payload", "req", "bytes"), (2, "signature", "opt", "bytes")]),
 ])
-Names = _names["Names"]
 
-# versions.proto
-Versions = _file("hexvault/versions.proto", "hexvault.versions", [
-    ("Versions", [(1, "packages", REP, MESSAGE, "Package"), (2, "repository", REQ, STRING)]),
-    ("Package", [(1, "name", REQ, STRING), (2, "versions", REP, STRING), (3, "retired", REP, INT32),
-                 (5, "with_advisories", REP, INT32)]),
-])["Versions"]
-
-# package.proto
-_package = _file("hexvault/package.proto", "hexvault.package", [
-    ("Package", [(1, "releases", REP, MESSAGE, "Release"), (2, "name", REQ, STRING), (3, "repository", REQ, STRING),
-                 (4, "advisories", REP, MESSAGE, "SecurityAdvisory")]),
-    ("Release", [(1, "version", REQ, STRING), (2, "inner_checksum", REQ, BYTES),
-                 (3, "dependencies", REP, MESSAGE, "Dependency"), (4, "retired", OPT, MESSAGE, "RetirementStatus"),
-                 (5, "outer_checksum", OPT, BYTES), (6, "advisory_indexes", REP, UINT32, None, False),
-                 (7, "published_at", OPT, MESSAGE, "Timestamp")]),
-    ("RetirementStatus", [(1, "reason", REQ, ENUM, "RetirementReason"), (2, "message", OPT, STRING)]),
-    ("Dependency", [(1, "package", REQ, STRING), (2, "requirement", REQ, STRING), (3, "optional", OPT, BOOL),
-                    (4, "app", OPT, STRING), (5, "repository", OPT, STRING)]),
-    ("SecurityAdvisory", [(1, "id", REQ, STRING), (2, "summary", REQ, STRING), (3, "html_url", REQ, STRING),
-                          (4, "severity", OPT, ENUM, "AdvisorySeverity"), (5, "cvss_score", OPT, FLOAT),
-                          (6, "api_url", REQ, STRING), (7, "aliases", REP, STRING)]),
-    ("Timestamp", [(1, "seconds", REQ, INT64), (2, "nanos", REQ, INT32)]),
-], enums=[
-    ("RetirementReason", [("RETIRED_OTHER", 0), ("RETIRED_INVALID", 1), ("RETIRED_SECURITY", 2),
-                          ("RETIRED_DEPRECATED", 3), ("RETIRED_RENAMED", 4)]),
-    ("AdvisorySeverity", [("SEVERITY_NONE", 0), ("SEVERITY_LOW", 1), ("SEVERITY_MEDIUM", 2),
-                          ("SEVERITY_HIGH", 3), ("SEVERITY_CRITICAL", 4)]),
+# names.proto (field 2 of Package, "repository", is reserved: never used)
+Names, NamesPackage, _ = _proto_file("hexvault/names.proto", "hexvault.names", [
+    ("Names", [(1, "packages", "rep", "Package"), (2, "repository", "req", "string")]),
+    ("Package", [(1, "name", "req", "string"), (3, "updated_at", "opt", "Timestamp")]),
+    _TIMESTAMP,
 ])
-Package = _package["Package"]
 
+# versions.proto (field 4 of Package, "repository", is reserved: never used)
+Versions, VersionsPackage = _proto_file("hexvault/versions.proto", "hexvault.versions", [
+    ("Versions", [(1, "packages", "rep", "Package"), (2, "repository", "req", "string")]),
+    ("Package", [(1, "name", "req", "string"), (2, "versions", "rep", "string"),
+                 (3, "retired", "rep", "int32", "packed"), (5, "with_advisories", "rep", "int32", "packed")]),
+])
+
+# package.proto (advisory_indexes is *not* packed in the specification)
+Package, Release, RetirementStatus, Dependency, SecurityAdvisory, Timestamp = _proto_file(
+    "hexvault/package.proto", "hexvault.package", [
+        ("Package", [(1, "releases", "rep", "Release"), (2, "name", "req", "string"),
+                     (3, "repository", "req", "string"), (4, "advisories", "rep", "SecurityAdvisory")]),
+        ("Release", [(1, "version", "req", "string"), (2, "inner_checksum", "req", "bytes"),
+                     (3, "dependencies", "rep", "Dependency"), (4, "retired", "opt", "RetirementStatus"),
+                     (5, "outer_checksum", "opt", "bytes"), (6, "advisory_indexes", "rep", "uint32"),
+                     (7, "published_at", "opt", "Timestamp")]),
+        ("RetirementStatus", [(1, "reason", "req", "RetirementReason"), (2, "message", "opt", "string")]),
+        ("Dependency", [(1, "package", "req", "string"), (2, "requirement", "req", "string"),
+                        (3, "optional", "opt", "bool"), (4, "app", "opt", "string"),
+                        (5, "repository", "opt", "string")]),
+        ("SecurityAdvisory", [(1, "id", "req", "string"), (2, "summary", "req", "string"),
+                              (3, "html_url", "req", "string"), (4, "severity", "opt", "AdvisorySeverity"),
+                              (5, "cvss_score", "opt", "float"), (6, "api_url", "req", "string"),
+                              (7, "aliases", "rep", "string")]),
+        _TIMESTAMP,
+    ], enums=[
+        ("RetirementReason", ["RETIRED_" + r.upper() for r in RETIREMENT_REASONS]),
+        ("AdvisorySeverity", ["SEVERITY_NONE", "SEVERITY_LOW", "SEVERITY_MEDIUM", "SEVERITY_HIGH",
+                              "SEVERITY_CRITICAL"]),
+    ])
+
+
+# -- encoding -----------------------------------------------------------------------------------------
 
 def _set_time(message, value):
+    """Timestamp as hexpm writes it (registry_builder.ex to_unix_nano); naive datetimes are UTC."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.timezone.utc)
-    stamp = value.timestamp()
-    message.seconds = int(stamp // 1)
-    message.nanos = 0
+    delta = value - EPOCH
+    message.seconds = delta.days * 86400 + delta.seconds
+    message.nanos = delta.microseconds * 1000
+
+
+def _by_name(items, name_of):
+    items = sorted(items, key=lambda item: name_of(item).encode("utf-8"))
+    for a, b in zip(items, items[1:]):
+        if name_of(a) == name_of(b):
+            raise RegistryError(f"bad_input: duplicate package {name_of(a)!r}")
+    return items
+
+
+def _fill_names_entry(entry, name, updated_at):
+    entry.name = name
+    if updated_at is not None:
+        _set_time(entry.updated_at, updated_at)
+
+
+def _fill_versions_entry(entry, name, versions, retired):
+    entry.name = name
+    entry.versions.extend(versions)
+    indexes = sorted(set(retired or ()))
+    if indexes and not 0 <= indexes[0] <= indexes[-1] < len(versions):
+        raise RegistryError(f"bad_input: {name}: retired index out of range")
+    entry.retired.extend(indexes)  # 0-based indexes into versions (versions.proto)
 
 
 def encode_names(repository, packages):
     msg = Names(repository=repository)
-    for name, updated_at in sorted(packages, key=lambda p: p[0].encode()):
-        entry = msg.packages.add(name=name)
-        if updated_at is not None:
-            _set_time(entry.updated_at, updated_at)
+    for name, updated_at in _by_name(packages, lambda p: p[0]):
+        _fill_names_entry(msg.packages.add(), name, updated_at)
     return msg.SerializeToString()
 
 
 def encode_versions(repository, packages):
     msg = Versions(repository=repository)
-    for pkg in sorted(packages, key=lambda p: p["name"].encode()):
-        entry = msg.packages.add(name=pkg["name"])
-        entry.versions.extend(pkg["versions"])
-        entry.retired.extend(pkg.get("retired") or [])
+    for pkg in _by_name(packages, lambda p: p["name"]):
+        _fill_versions_entry(msg.packages.add(), pkg["name"], pkg["versions"], pkg.get("retired"))
     return msg.SerializeToString()
 
 
+def _checksum(release, field):
+    value = release.get(field)
+    if not isinstance(value, bytes) or len(value) != CHECKSUM_SIZE:
+        # rebar3 pattern-matches both checksums on every release (hex-protocol.md §3.6)
+        raise RegistryError(f"bad_input: {release.get('version')}: {field} must be {CHECKSUM_SIZE} raw bytes")
+    return value
+
+
 def encode_package(repository, name, releases):
+    """Each release: version, inner_checksum, outer_checksum, dependencies, retired, published_at.
+
+    Content rules of hexpm registry_builder.ex (hex-protocol.md §3.6): ``optional`` only when
+    true, ``app`` only when it differs from the package, ``repository`` only when the caller gives
+    one (it must be left out for the package's own repository), dependencies sorted by name."""
     msg = Package(name=name, repository=repository)
     for rel in releases:
-        entry = msg.releases.add(version=rel["version"], inner_checksum=rel["inner_checksum"],
-                                 outer_checksum=rel["outer_checksum"])
-        for dep in sorted(rel.get("dependencies") or [], key=lambda d: d["package"]):
-            d = entry.dependencies.add(package=dep["package"], requirement=dep["requirement"])
+        entry = msg.releases.add(version=rel["version"], inner_checksum=_checksum(rel, "inner_checksum"),
+                                 outer_checksum=_checksum(rel, "outer_checksum"))
+        deps = sorted(rel.get("dependencies") or (), key=lambda d: (d["package"].encode(), d.get("repository") or ""))
+        for dep in deps:
+            d = entry.dependencies.add(package=dep["package"], requirement=dep.get("requirement") or ">= 0.0.0")
             if dep.get("optional"):
                 d.optional = True
             if dep.get("app") and dep["app"] != dep["package"]:
@@ -134,8 +202,10 @@ def encode_package(repository, name, releases):
                 d.repository = dep["repository"]
         retired = rel.get("retired")
         if retired:
+            if retired.get("reason") not in RETIREMENT_REASONS:
+                raise RegistryError(f"bad_input: {rel['version']}: unknown retirement reason {retired.get('reason')!r}")
             entry.retired.reason = RETIREMENT_REASONS.index(retired["reason"])
-            if retired.get("message"):
+            if retired.get("message") is not None:
                 entry.retired.message = retired["message"]
         if rel.get("published_at") is not None:
             _set_time(entry.published_at, rel["published_at"])
@@ -144,88 +214,135 @@ def encode_package(repository, name, releases):
 
 def sign_and_gzip(payload, private_key):
     signed = Signed(payload=payload, signature=signing.sign(private_key, payload))
+    # mtime=0: the same payload always gives the same file (and ETag). hex_core reads it with
+    # zlib:gunzip (hex-protocol.md §3.2).
     return gzip.compress(signed.SerializeToString(), mtime=0)
 
 
-def decode_signed(data, public_key=None, *, verify=True):
+# -- decoding -----------------------------------------------------------------------------------------
+
+def _gunzip(data, max_size):
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip wrapper only
     try:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        raw = inflater.decompress(data, MAX_FILE)
-        if inflater.unconsumed_tail:
-            raise RegistryError("registry file too large")
-        signed = Signed()
-        signed.ParseFromString(raw)
-    except RegistryError:
-        raise
-    except Exception as exc:
-        raise RegistryError(f"not a gzipped Signed message: {exc}") from None
-    if verify and public_key is not None:
-        if not signed.HasField("signature") or not signing.verify(public_key, signed.payload, signed.signature):
-            raise SignatureError("signature does not verify")
+        raw = inflater.decompress(bytes(data), max_size + 1)
+    except (zlib.error, TypeError) as exc:
+        raise RegistryError(f"not_gzip: registry file is not gzip ({exc})") from None
+    if len(raw) > max_size:
+        raise RegistryError(f"too_large: registry file inflates to more than {max_size} bytes")
+    if not inflater.eof:
+        raise RegistryError("not_gzip: registry file is truncated")
+    if inflater.unused_data:
+        raise RegistryError("not_gzip: trailing data after the gzip stream")
+    return raw
+
+
+def _parse(cls, data, what):
+    msg = cls()
+    try:
+        msg.ParseFromString(bytes(data))
+    except (DecodeError, TypeError, ValueError) as exc:
+        raise RegistryError(f"bad_message: {what} does not decode ({exc})") from None
+    # upb does not check proto2 required fields while parsing; hex_core's decoder does.
+    if not msg.IsInitialized():
+        missing = ", ".join(msg.FindInitializationErrors())
+        raise RegistryError(f"bad_message: {what} lacks required fields ({missing})")
+    return msg
+
+
+def _text(value, what):
+    # upb hands proto2 strings that are not UTF-8 back as bytes; they are not names we can match.
+    if not isinstance(value, str):
+        raise RegistryError(f"bad_message: {what} is not UTF-8")
+    return value
+
+
+def decode_signed(data, public_key=None, *, verify=True, max_size=MAX_FILE):
+    """The payload of a served registry file. With ``verify`` (the default) a public key is
+    required and an unsigned or wrongly signed file raises SignatureError; pass ``verify=False``
+    to read a file without checking it (the client's HEX_UNSAFE_REGISTRY)."""
+    signed = _parse(Signed, _gunzip(data, max_size), "Signed envelope")
+    if verify:
+        if public_key is None:
+            raise SignatureError("bad_signature: no public key to verify the registry file with")
+        if not signed.HasField("signature"):
+            raise SignatureError("bad_signature: registry file is not signed")
+        if not signing.verify(public_key, signed.payload, signed.signature):
+            raise SignatureError("bad_signature: signature does not verify")
     return signed.payload
 
 
 def _origin(msg, expected_repository, expected_name=None):
-    if msg.repository != expected_repository:
-        raise RegistryError(f"bad_repo_name: registry says {msg.repository!r}, expected {expected_repository!r}")
-    if expected_name is not None and msg.name != expected_name:
+    # hex_core hex_registry.erl decode_*: {error, bad_repo_name} unless the payload names the
+    # repository (and, for packages/NAME, the package) the client asked for (hex-protocol.md §3.5).
+    repository = _text(msg.repository, "repository")
+    if repository != expected_repository:
+        raise RegistryError(f"bad_repo_name: registry says {repository!r}, expected {expected_repository!r}")
+    if expected_name is not None and _text(msg.name, "name") != expected_name:
         raise RegistryError(f"bad_repo_name: package record is for {msg.name!r}, expected {expected_name!r}")
 
 
+def _time(message):
+    return EPOCH + datetime.timedelta(seconds=message.seconds, microseconds=message.nanos // 1000)
+
+
 def decode_names(payload, expected_repository):
-    msg = Names()
-    msg.ParseFromString(payload)
+    """{"repository", "packages": [{"name", "updated_at": aware datetime | None}]}"""
+    msg = _parse(Names, payload, "names")
     _origin(msg, expected_repository)
     return {"repository": msg.repository,
-            "packages": [{"name": p.name, "updated_at": p.updated_at.seconds if p.HasField("updated_at") else None}
+            "packages": [{"name": _text(p.name, "package name"),
+                          "updated_at": _time(p.updated_at) if p.HasField("updated_at") else None}
                          for p in msg.packages]}
 
 
 def decode_versions(payload, expected_repository):
-    msg = Versions()
-    msg.ParseFromString(payload)
+    """{"repository", "packages": [{"name", "versions": [str], "retired": [int]}]}"""
+    msg = _parse(Versions, payload, "versions")
     _origin(msg, expected_repository)
     return {"repository": msg.repository,
-            "packages": [{"name": p.name, "versions": list(p.versions), "retired": list(p.retired)}
+            "packages": [{"name": _text(p.name, "package name"),
+                          "versions": [_text(v, "version") for v in p.versions], "retired": list(p.retired)}
                          for p in msg.packages]}
 
 
+def _dependency(d):
+    return {"package": _text(d.package, "dependency"), "requirement": _text(d.requirement, "requirement"),
+            "optional": d.optional, "app": _text(d.app, "app") if d.HasField("app") else None,
+            "repository": _text(d.repository, "repository") if d.HasField("repository") else None}
+
+
+def _release(r):
+    retired = None
+    if r.HasField("retired"):
+        retired = {"reason": RETIREMENT_REASONS[r.retired.reason],
+                   "message": _text(r.retired.message, "message") if r.retired.HasField("message") else None}
+    return {"version": _text(r.version, "version"), "inner_checksum": r.inner_checksum,
+            "outer_checksum": r.outer_checksum,  # b"" when absent (optional in package.proto)
+            "retired": retired, "published_at": _time(r.published_at) if r.HasField("published_at") else None,
+            "dependencies": [_dependency(d) for d in r.dependencies]}
+
+
 def decode_package(payload, expected_repository, expected_name=None):
-    msg = Package()
-    msg.ParseFromString(payload)
+    """{"name", "repository", "releases": [{"version", "inner_checksum", "outer_checksum",
+    "retired": None | {"reason", "message"}, "published_at", "dependencies": [{"package",
+    "requirement", "optional", "app", "repository"}]}]}"""
+    msg = _parse(Package, payload, "package")
     _origin(msg, expected_repository, expected_name)
-    releases = []
-    for r in msg.releases:
-        retired = None
-        if r.HasField("retired"):
-            retired = {"reason": RETIREMENT_REASONS[r.retired.reason],
-                       "message": r.retired.message if r.retired.HasField("message") else None}
-        releases.append({
-            "version": r.version, "inner_checksum": r.inner_checksum, "outer_checksum": r.outer_checksum,
-            "retired": retired,
-            "published_at": r.published_at.seconds if r.HasField("published_at") else None,
-            "dependencies": [{"package": d.package, "requirement": d.requirement, "optional": d.optional,
-                              "app": d.app if d.HasField("app") else None,
-                              "repository": d.repository if d.HasField("repository") else None}
-                             for d in r.dependencies]})
-    return {"name": msg.name, "repository": msg.repository, "releases": releases}
+    return {"name": msg.name, "repository": msg.repository, "releases": [_release(r) for r in msg.releases]}
 
 
-# -- incremental index building ------------------------------------------------------------------
-# Names and Versions are a repeated `packages` field (1) plus `repository` (2). Protobuf lets a
-# repeated field's elements be written one after another, so a payload can be assembled from
-# entries encoded earlier; a rebuild then re-encodes only the packages that changed. The result
-# is byte-identical to encode_names/encode_versions.
+# -- incremental index building ------------------------------------------------------------------------
+# Names and Versions are a repeated ``packages`` field (1) followed by ``repository`` (2). Protobuf
+# lets the elements of a repeated field be written one after another, so a payload can be put
+# together from entries encoded earlier and only changed packages re-encoded. The result is
+# byte-identical to encode_names/encode_versions (the caller passes entries sorted by name).
 
 def _varint(value):
     out = bytearray()
     while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | 0x80 if value else byte)
+        if not value:
             return bytes(out)
 
 
@@ -234,16 +351,14 @@ def _length_delimited(number, data):
 
 
 def encode_names_entry(name, updated_at):
-    entry = Names().packages.add(name=name)
-    if updated_at is not None:
-        _set_time(entry.updated_at, updated_at)
+    entry = NamesPackage()
+    _fill_names_entry(entry, name, updated_at)
     return _length_delimited(1, entry.SerializeToString())
 
 
 def encode_versions_entry(name, versions, retired):
-    entry = Versions().packages.add(name=name)
-    entry.versions.extend(versions)
-    entry.retired.extend(retired)
+    entry = VersionsPackage()
+    _fill_versions_entry(entry, name, versions, retired)
     return _length_delimited(1, entry.SerializeToString())
 
 
