@@ -6,6 +6,7 @@ keys) and registers the repository, API and admin blueprints. Nothing runs at im
 
 import logging
 import re
+import time
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,30 @@ class MergeSlashes:
         if "//" in path:
             environ["PATH_INFO"] = re.sub("/{2,}", "/", path)
         return self.app(environ, start_response)
+
+
+class AccessLog:
+    """One line per request: method, path, status, milliseconds. Query strings and headers
+    (Authorization above all) are left out on purpose."""
+
+    def __init__(self, app):
+        self.app = app
+        self.log = logging.getLogger("hexvault.access")
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        status = []
+
+        def recording_start_response(code, headers, *exc_info):
+            status.append(code.split(" ", 1)[0])
+            return start_response(code, headers, *exc_info)
+
+        try:
+            return self.app(environ, recording_start_response)
+        finally:
+            self.log.info("%s %s %s %s %.1fms", environ.get("REMOTE_ADDR"), environ.get("REQUEST_METHOD"),
+                          environ.get("PATH_INFO"), status[0] if status else "-",
+                          (time.perf_counter() - started) * 1000)
 
 
 def create_app(config=None, runtime=None):
@@ -53,6 +78,8 @@ def create_app(config=None, runtime=None):
     )
     app.extensions["hexvault"] = runtime
     app.wsgi_app = MergeSlashes(RepositoryFastPath(app.wsgi_app, runtime))
+    if config.access_log:
+        app.wsgi_app = AccessLog(app.wsgi_app)
 
     @app.before_request
     def _connect():

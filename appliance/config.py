@@ -65,6 +65,7 @@ SETTINGS = (
     Setting("secure_cookies", False, _bool, "Mark session cookies Secure; turn on when served over HTTPS."),
     Setting("trusted_proxy", False, _bool, "Take the client address from X-Forwarded-For (only behind your own proxy)."),
     Setting("log_level", "INFO", _str, "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("access_log", False, _bool, "Log one line per request (method, path, status, ms); never credentials."),
     Setting("mirror_requires_key", True, _bool, "Require a valid key (any organization's) to read /mirror/hexpm."),
     Setting("mirror_public_key", "", _str,
             "PEM file of the key hex.pm mirror bundles must be signed with; empty means hex.pm's own key."),
@@ -86,6 +87,7 @@ class Config:
     secure_cookies: bool
     trusted_proxy: bool
     log_level: str
+    access_log: bool
     mirror_requires_key: bool
     mirror_public_key: str
     source: str = ""

@@ -63,7 +63,10 @@ def normalize_permissions(raw):
         if domain == "api" and resource not in API_RESOURCES:
             raise Invalid("Validation error(s)", {"permissions": "api resource must be read or write"})
         if domain in ("repository", "docs"):
-            if not resource or Organization.get_or_none(Organization.name == resource) is None:
+            if not resource:
+                raise Invalid("Validation error(s)", {"permissions": f"{domain} permission requires a resource "
+                                                                       "(an organization name)"})
+            if Organization.get_or_none(Organization.name == resource) is None:
                 raise Invalid("Validation error(s)", {"permissions": f"no organization named {resource!r}"})
         if domain == "repositories" and resource:
             raise Invalid("Validation error(s)", {"permissions": "repositories takes no resource"})

@@ -242,3 +242,18 @@ def test_trailing_slash_base_url_double_slash_does_not_redirect(hv, path):
     response = hv.http.get(f"{hv.url}/api//{path}", headers={"authorization": hv.api_key, "accept": ETF},
                            allow_redirects=False)
     assert response.status_code == 200
+
+
+def test_mix_facing_details_found_with_the_real_client(hv):
+    """From running Hex 2.5.2-dev against Hexvault: the config line names the repo, owners are
+    listed, and a repository permission without a resource means the URL's organization."""
+    assert hv.publish(erlang_package("hello", "0.1.0")).status_code == 201
+    info = hv.api("GET", "repos/acme/packages/hello").term
+    assert info["configs"]["mix.exs"] == '{:hello, "~> 0.1.0", repo: "acme"}'
+    assert [o["username"] for o in info["owners"]] == ["admin"]
+    created = hv.api("POST", "orgs/acme/keys", body={"name": "r", "permissions": [{"domain": "repository",
+                                                                                   "resource": ""}]})
+    assert created.status_code == 201
+    assert created.term["permissions"] == [{"domain": "repository", "resource": "acme"}]
+    refused = hv.api("POST", "keys", body={"name": "r", "permissions": [{"domain": "repository"}]})
+    assert refused.status_code == 422 and "requires a resource" in refused.term["errors"]["permissions"]

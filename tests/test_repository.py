@@ -158,3 +158,17 @@ def test_key_revoked_by_another_process_is_refused_on_the_next_request(hv, publi
     assert result.returncode == 0, result.stderr
     response = hv.repo("packages/hello")
     assert response.status_code == 401 and "revoked" in response.text
+
+
+def test_access_log_has_one_line_per_request_and_no_credentials(hv, published, caplog):
+    import logging
+
+    from appliance import create_app
+
+    app = create_app(hv.runtime.config.with_updates(access_log=True), hv.runtime)
+    with caplog.at_level(logging.INFO, logger="hexvault.access"):
+        response = app.test_client().get("/repos/acme/packages/hello", headers={"authorization": hv.repo_key})
+    assert response.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "hexvault.access"]
+    assert len(lines) == 1 and "GET /repos/acme/packages/hello 200" in lines[0]
+    assert hv.repo_key not in caplog.text

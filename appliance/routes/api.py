@@ -107,7 +107,7 @@ def packages_index(repo):
 def package_show(repo, name):
     _principal, org = authorize(permissions.API_READ, repo)
     pkg = packages.get_package(org, name)
-    return render(serializers.package(base_url(), org, pkg, packages.releases_of(pkg)))
+    return render(serializers.package(base_url(), org, pkg, packages.releases_of(pkg), owners=_owners(org)))
 
 
 def _render_release(org, release, status=200, headers=None):
@@ -193,13 +193,16 @@ def docs_delete(repo, name, version):
 
 # -- owners: private packages belong to their organization ---------------------------------------
 
+def _owners(org):
+    """Private packages are owned by their organization: its write and admin members."""
+    return [m.user for m in orgs.members(org) if m.role in ("write", "admin")]
+
+
 @route("/packages/<name>/owners", methods=["GET"])
 def owners_index(repo, name):
     _principal, org = authorize(permissions.API_READ, repo)
     packages.get_package(org, name)
-    owners = [dict(serializers.user_ref(base_url(), m.user), level="full")
-              for m in orgs.members(org) if m.role in ("write", "admin")]
-    return render(owners)
+    return render([dict(serializers.user_ref(base_url(), u), level="full") for u in _owners(org)])
 
 
 @route("/packages/<name>/owners/<path:owner>", methods=["PUT", "DELETE"])
@@ -259,7 +262,13 @@ def _key_creator(action_org=None):
 
 def _create_key(principal, *, user=None, organization=None):
     body = read_body()
-    perms = keys.normalize_permissions(body.get("permissions") or [])
+    raw = body.get("permissions") or []
+    if organization is not None:
+        # `mix hex.organization key ORG generate --permission repository` sends no resource:
+        # under /orgs/ORG it can only mean ORG.
+        raw = [dict(p, resource=p.get("resource") or organization.name)
+               if isinstance(p, dict) and p.get("domain") in ("repository", "docs") else p for p in raw]
+    perms = keys.normalize_permissions(raw)
     permissions.grantable(principal, perms, orgs.role_of, orgs.get)
     key, secret = keys.create(runtime().app_secret, body.get("name") or "key", perms, user=user,
                               organization=organization, actor=actor(principal))

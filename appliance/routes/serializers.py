@@ -14,9 +14,10 @@ def iso(value):
     return str(value)
 
 
-def configs(name, version):
+def configs(repository, name, version):
+    # The mix line names the repo: pasted without it, mix would look for the package on hex.pm.
     return {
-        "mix.exs": f'{{:{name}, "~> {version}"}}',
+        "mix.exs": f'{{:{name}, "~> {version}", repo: "{repository}"}}',
         "rebar.config": f'{{{name}, "{version}"}}',
         "erlang.mk": f"dep_{name} = hex {version}",
     }
@@ -36,7 +37,7 @@ def retirement(release):
     return {"reason": release.retirement_reason, "message": release.retirement_message}
 
 
-def package(base, org, pkg, releases):
+def package(base, org, pkg, releases, owners=()):
     """releases: newest first (packages.releases_of)."""
     url, html_url, docs_url = _urls(base, org, pkg.name)
     latest, stable = packages.latest_versions(releases)
@@ -49,7 +50,7 @@ def package(base, org, pkg, releases):
         "docs_html_url": docs_url if any(r.has_docs for r in releases) else None,
         "latest_version": latest,
         "latest_stable_version": stable,
-        "configs": configs(pkg.name, stable or latest or "0.1.0"),
+        "configs": configs(org.name, pkg.name, stable or latest or "0.1.0"),
         "meta": {
             "description": meta.get("description"),
             "licenses": meta.get("licenses") or [],
@@ -60,7 +61,7 @@ def package(base, org, pkg, releases):
                       "has_docs": r.has_docs, "inserted_at": iso(r.published_at)} for r in releases],
         "retirements": {r.version: retirement(r) for r in releases if r.retirement_reason},
         "downloads": {},
-        "owners": [],
+        "owners": [user_ref(base, u) for u in owners],
         "inserted_at": iso(pkg.created_at),
         "updated_at": iso(pkg.updated_at),
     }
@@ -90,7 +91,7 @@ def release(base, org, pkg_name, rel, requirements, publisher):
                      "repository": r.repository or org.name}
             for r in requirements
         },
-        "configs": configs(pkg_name, rel.version),
+        "configs": configs(org.name, pkg_name, rel.version),
         "meta": {"app": meta.get("app"), "build_tools": meta.get("build_tools") or [],
                  "elixir": meta.get("elixir")},
         "downloads": 0,
