@@ -57,6 +57,8 @@ SETTINGS = (
     Setting("port", 8000, _int, "Port `hexvault serve` listens on."),
     Setting("base_url", "", _str, "External URL clients use (e.g. http://hex.corp:8000); defaults to http://HOST:PORT."),
     Setting("threads", 8, _int, "Worker threads of the waitress server."),
+    Setting("read_cache_size", 32 * MiB, _int,
+            "Memory for recently served small registry files and tarballs, in bytes (0 turns it off)."),
     Setting("default_organization", "", _str,
             "Organization that receives API calls without /repos/ORG (and /api/repos/hexpm); defaults to the one made by init."),
     Setting("max_tarball_size", 16 * MiB, _int, "Largest package or docs tarball accepted, in bytes (hex.pm: 16 MiB)."),
@@ -80,6 +82,7 @@ class Config:
     port: int
     base_url: str
     threads: int
+    read_cache_size: int
     default_organization: str
     max_tarball_size: int
     max_uncompressed_size: int

@@ -1,8 +1,10 @@
 """The SQLite database: late-bound, WAL, one schema version, writes in IMMEDIATE transactions."""
 
 import contextlib
+import fcntl
+import mmap
 import os
-import time
+import threading
 
 import peewee
 
@@ -21,13 +23,13 @@ PRAGMAS = {
 }
 
 
-_generation_path = None
+_generation = None  # the _Generation beside the bound database file
 
 
 def init_database(path):
-    global _generation_path
+    global _generation
     database.init(str(path), pragmas=PRAGMAS, timeout=10, check_same_thread=False)
-    _generation_path = str(path) + ".generation"
+    _generation = _Generation(str(path) + ".generation")
     return database
 
 
@@ -48,19 +50,47 @@ def write_tx():
 def generation():
     """A number that changes after every committed write, in any process using this database.
 
-    It is the mtime of a stamp file beside the database, so reading it costs one stat: caches
-    of authentication data check it on every request (see authcache.py).
+    Caches of authentication data compare it on every request (see lookupcache.py), so reading it
+    must be nearly free: it is a counter in a small file that every process maps into memory.
     """
-    try:
-        return os.stat(_generation_path).st_mtime_ns
-    except FileNotFoundError:
-        return 0
+    return _generation.read() if _generation is not None else 0
 
 
 def bump_generation():
-    now = time.time_ns()
-    try:
-        now = max(now, os.stat(_generation_path).st_mtime_ns + 1)
-    except FileNotFoundError:
-        open(_generation_path, "a").close()
-    os.utime(_generation_path, ns=(now, now))
+    if _generation is not None:
+        _generation.bump()
+
+
+class _Generation:
+    """An 8-byte counter in a file, shared through mmap: a read is a memory access (no system
+    call), and a bump by any process is seen by every other at once. Bumps take an flock so two
+    processes never write the same value."""
+
+    SIZE = 8
+
+    def __init__(self, path):
+        self._path = path
+        self._map = None
+        self._lock = threading.Lock()
+
+    def _mapped(self):
+        if self._map is None:
+            with self._lock:
+                if self._map is None:
+                    fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o640)
+                    try:
+                        if os.fstat(fd).st_size < self.SIZE:
+                            os.ftruncate(fd, self.SIZE)
+                        self._map = mmap.mmap(fd, self.SIZE)
+                    finally:
+                        os.close(fd)
+        return self._map
+
+    def read(self):
+        return int.from_bytes(self._mapped()[:self.SIZE], "little")
+
+    def bump(self):
+        counter = self._mapped()
+        with self._lock, open(self._path, "rb") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            counter[:self.SIZE] = (int.from_bytes(counter[:self.SIZE], "little") + 1).to_bytes(self.SIZE, "little")

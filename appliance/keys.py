@@ -131,7 +131,7 @@ def find(app_secret, secret):
 
 def authenticate(app_secret, secret, finder=find):
     """The active key for a presented secret, else Unauthenticated with hexpm's messages.
-    ``finder`` lets authcache.AuthCache supply a memoized find()."""
+    ``finder`` lets lookupcache.LookupCache supply a memoized find()."""
     key = finder(app_secret, secret)
     if key is None:
         raise Unauthenticated("invalid API key")

@@ -320,21 +320,27 @@ def publisher_of(release):
     return User.get_or_none(User.id == release.publisher_id) if release.publisher_id else None
 
 
-def tarball_blob(rt, org, filename):
+def release_file(org, name, version):
+    """(outer checksum hex, size) of a release's tarball, or None if there is no such release."""
+    # Raw SQL: tarball GETs are the second hottest path (see keys.authenticate).
+    return database.execute_sql(
+        'SELECT r."outer_checksum", r."size" FROM "release" r JOIN "package" p ON r."package_id" = p."id" '
+        'WHERE p."organization_id" = ? AND p."name" = ? AND r."version" = ?', (org.id, name, version)).fetchone()
+
+
+def tarball_blob(rt, org, filename, lookup=release_file):
     """The stored tarball for ``NAME-VERSION.tar``; the ETag is its outer checksum, so a
-    conditional GET is answered from the database without touching the blob."""
+    conditional GET is answered without touching the blob. ``lookup`` may be a memoized
+    release_file (lookupcache)."""
     if not filename.endswith(".tar") or "-" not in filename:
         raise NotFound()
     name, _, version = filename[:-4].partition("-")
-    # Raw SQL: tarball GETs are the second hottest path (see keys.authenticate).
-    row = database.execute_sql(
-        'SELECT r."outer_checksum", r."size" FROM "release" r JOIN "package" p ON r."package_id" = p."id" '
-        'WHERE p."organization_id" = ? AND p."name" = ? AND r."version" = ?', (org.id, name, version)).fetchone()
+    row = lookup(org, name, version)
     if row is None:
         raise NotFound()
     outer, size = row
     key = tarball_key(outer)
-    return Blob(f'"{outer}"', size, lambda: rt.store.open(key))
+    return Blob(f'"{outer}"', size, lambda: rt.store.open_with_info(key)[0])
 
 
 def docs_blob(rt, org, filename):

@@ -11,7 +11,7 @@ import secrets
 import threading
 
 from appliance import audit
-from appliance.authcache import AuthCache
+from appliance.lookupcache import LookupCache
 from appliance.db import SCHEMA_VERSION, database, init_database, write_tx
 from appliance.errors import NotInitialized
 from appliance.models import ALL_MODELS, Meta, SigningKey, utcnow
@@ -25,13 +25,13 @@ class Runtime:
 
     def __init__(self, config):
         self.config = config
-        self.store = open_store(config.blob_path)
+        self.store = open_store(config.blob_path, cache_bytes=config.read_cache_size)
         self.app_secret = (config.data_path / "secret_key").read_bytes().strip()
         self._signing = None  # (SigningKey.id, private key)
         self._locks = {}
         # registry_builder's encoded names/versions entries per organization (see build_index).
         self.index_cache = {}
-        self.auth_cache = AuthCache()
+        self.lookups = LookupCache()
         self._locks_guard = threading.Lock()
 
     def signing_key(self):

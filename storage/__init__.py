@@ -42,8 +42,9 @@ class BlobStore(typing.Protocol):
     def list(self, prefix: str = "") -> typing.Iterator[str]: ...
 
 
-def open_store(root) -> BlobStore:
-    """The store for a data directory's blob folder (local disk; S3 would plug in here)."""
-    from storage.local import LocalStore
+def open_store(root, cache_bytes=None) -> BlobStore:
+    """The store for a data directory's blob folder (local disk; S3 would plug in here).
+    ``cache_bytes`` bounds the memory kept for recently read small blobs."""
+    from storage.local import CACHE_BYTES, LocalStore
 
-    return LocalStore(root)
+    return LocalStore(root, CACHE_BYTES if cache_bytes is None else cache_bytes)

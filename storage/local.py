@@ -1,6 +1,8 @@
 """Local-disk blob store: atomic writes (temp file, fsync, rename, fsync dir) and safe keys."""
 
+import collections
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -11,6 +13,9 @@ from storage import BlobInfo, BlobNotFound, InvalidKey
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$")
 _TEMP_PREFIX = ".tmp-"
+CACHE_BYTES = 32 * 1024 * 1024  # memory for recently read small blobs and the ETags of large ones
+CACHE_FILE_BYTES = 256 * 1024  # registry files and most tarballs are far smaller
+_ENTRY_OVERHEAD = 256  # rough bytes per cache entry beyond the data: key, stamp, tuple, dict slot
 
 
 def check_key(key):
@@ -24,13 +29,61 @@ def check_key(key):
     return parts
 
 
+def _stamp(st):
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class _ReadCache:
+    """Least recently used (stamp, BlobInfo, bytes or None) per key, bounded in bytes.
+
+    ETags are hashes of the bytes; keeping them (and small blobs whole) per file stamp makes a
+    repeated GET or a 304 cost one stat instead of an open, a read and a hash.
+    """
+
+    def __init__(self, budget):
+        self._budget = budget
+        self._used = 0
+        self._entries = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _cost(data):
+        return _ENTRY_OVERHEAD + (len(data) if data is not None else 0)
+
+    def get(self, key, stamp):
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != stamp:
+            return None
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+        return entry[1], entry[2]
+
+    def put(self, key, stamp, info, data):
+        cost = self._cost(data)
+        if cost > self._budget:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._used -= self._cost(old[2])
+            self._entries[key] = (stamp, info, data)
+            self._used += cost
+            while self._used > self._budget:
+                _key, evicted = self._entries.popitem(last=False)
+                self._used -= self._cost(evicted[2])
+
+    def drop(self, key):
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._used -= self._cost(old[2])
+
+
 class LocalStore:
-    def __init__(self, root):
+    def __init__(self, root, cache_bytes=CACHE_BYTES):
         self.root = Path(root)
-        # ETags are hashes of the bytes, cached per (inode, mtime, size): a replaced file is a new
-        # inode, so a stale entry can never be served, and a 304 costs one stat, not a read.
-        self._etags = {}
-        self._etag_lock = threading.Lock()
+        self._cache = _ReadCache(cache_bytes)
 
     def _path(self, key):
         return self.root.joinpath(*check_key(key))
@@ -72,27 +125,42 @@ class LocalStore:
         return info
 
     def open_with_info(self, key):
-        """An open handle and the size and ETag of exactly the bytes it will read.
+        """A handle and the size and ETag of exactly the bytes it will read.
 
-        Taken with fstat on the handle, not stat on the path: a concurrent put replaces the
-        path's file, never an opened one, so length and ETag can't describe another version.
+        Small blobs come from memory when a stat of the path shows the same file (inode, mtime,
+        size) as when they were cached; a put always makes a new inode, so a replaced blob is
+        never served stale. Otherwise the size comes from fstat of the opened handle, not stat
+        of the path, so a concurrent put can't make length and ETag describe another version.
         """
+        path = self._path(key)
         try:
-            fh = open(self._path(key), "rb")
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(key) from None
+        hit = self._cache.get(key, _stamp(st))
+        if hit is not None:
+            info, data = hit
+            return (io.BytesIO(data) if data is not None else self.open(key)), info
+        try:
+            fh = open(path, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(key) from None
-        st = os.fstat(fh.fileno())
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        cached = self._etags.get(key)
-        if cached and cached[0] == stamp:
-            return fh, cached[1]
+        stamp = _stamp(os.fstat(fh.fileno()))
+        hit = self._cache.get(key, stamp)
+        if hit is not None:  # a large blob: its ETag was cached, its bytes are not
+            return fh, hit[0]
+        if stamp[2] <= CACHE_FILE_BYTES:
+            with fh:
+                data = fh.read()
+            info = BlobInfo(len(data), f'"{hashlib.sha256(data).hexdigest()}"')
+            self._cache.put(key, stamp, info, data)
+            return io.BytesIO(data), info
         digest = hashlib.sha256()
         for chunk in iter(lambda: fh.read(1 << 16), b""):
             digest.update(chunk)
         fh.seek(0)
-        info = BlobInfo(st.st_size, f'"{digest.hexdigest()}"')
-        with self._etag_lock:
-            self._etags[key] = (stamp, info)
+        info = BlobInfo(stamp[2], f'"{digest.hexdigest()}"')
+        self._cache.put(key, stamp, info, None)
         return fh, info
 
     def exists(self, key):
@@ -104,7 +172,7 @@ class LocalStore:
             path.unlink()
         except FileNotFoundError:
             return
-        self._etags.pop(key, None)
+        self._cache.drop(key)
         _fsync_dir(path.parent)
 
     def list(self, prefix=""):

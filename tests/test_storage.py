@@ -1,3 +1,5 @@
+import hashlib
+import io
 import os
 
 import pytest
@@ -59,3 +61,45 @@ def test_delete_removes(store):
     store.delete("a/b")
     assert not store.exists("a/b")
     assert list(store.list()) == []
+
+
+def test_a_cached_blob_replaced_by_another_process_is_served_fresh(tmp_path):
+    reader, writer = open_store(tmp_path / "blobs"), open_store(tmp_path / "blobs")  # two processes' views
+    writer.put("registry/acme/names", b"first")
+    fh, info = reader.open_with_info("registry/acme/names")
+    assert fh.read() == b"first"
+    writer.put("registry/acme/names", b"other")  # same size: only the new file's identity tells
+    fh, fresh = reader.open_with_info("registry/acme/names")
+    assert fh.read() == b"other" and fresh.etag != info.etag and fresh.size == 5
+    writer.delete("registry/acme/names")
+    with pytest.raises(BlobNotFound):
+        reader.open_with_info("registry/acme/names")
+
+
+def test_read_cache_stays_within_its_budget_and_large_blobs_stream_from_disk(tmp_path):
+    from storage.local import CACHE_FILE_BYTES
+
+    store = open_store(tmp_path / "blobs", cache_bytes=4096)
+    for i in range(50):
+        store.put(f"k/{i}", bytes([i]) * 1000)
+    for _round in range(2):
+        for i in range(50):
+            fh, info = store.open_with_info(f"k/{i}")
+            assert fh.read() == bytes([i]) * 1000 and info.size == 1000
+    assert store._cache._used <= 4096  # noqa: SLF001 - the bound is the point of this test
+    big = os.urandom(CACHE_FILE_BYTES + 1)
+    store.put("tarballs/big", big)
+    for _round in range(2):
+        fh, info = store.open_with_info("tarballs/big")
+        with fh:
+            assert isinstance(fh.raw, io.FileIO) and fh.read() == big
+        assert info.etag == f'"{hashlib.sha256(big).hexdigest()}"'
+
+
+def test_read_cache_can_be_turned_off(tmp_path):
+    store = open_store(tmp_path / "blobs", cache_bytes=0)
+    store.put("a", b"xyz")
+    assert store.open_with_info("a")[0].read() == b"xyz"
+    store.put("a", b"xyzw")
+    fh, info = store.open_with_info("a")
+    assert fh.read() == b"xyzw" and info.size == 4

@@ -29,7 +29,7 @@ def client_ip():
 
 
 def _from_key(rt, secret, ip, user_agent):
-    key = rt.auth_cache.key(rt.app_secret, secret)
+    key = rt.lookups.key(rt.app_secret, secret)
     keys.touch(key, ip, user_agent)
     if key.user_id is not None and key.user.disabled_at is not None:
         raise Unauthenticated("invalid API key")

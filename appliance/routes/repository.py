@@ -33,10 +33,10 @@ def authorized_org(rt, principal, org_name):
     if principal is None:
         raise Unauthenticated("missing authentication information")
     try:
-        org = rt.auth_cache.org(org_name)
+        org = rt.lookups.org(org_name)
     except NotFound:
         raise Forbidden("key not authorized for this repository") from None
-    if not permissions.can(principal, permissions.READ_REPOSITORY, org, rt.auth_cache.role_of):
+    if not permissions.can(principal, permissions.READ_REPOSITORY, org, rt.lookups.role_of):
         raise Forbidden("key not authorized for this repository")
     return org
 
@@ -69,7 +69,7 @@ def find_file(rt, principal, org_name, path):
             raise NotFound()
         return _registry_blob(rt, org, registry_builder.package_key(org.name, name)), REGISTRY_CACHE
     if kind == "tarballs":
-        return packages.tarball_blob(rt, org, match.group(3)), TARBALL_CACHE
+        return packages.tarball_blob(rt, org, match.group(3), rt.lookups.release_file), TARBALL_CACHE
     return packages.docs_blob(rt, org, match.group(4)), TARBALL_CACHE
 
 

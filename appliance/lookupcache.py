@@ -1,7 +1,7 @@
-"""Memoized authentication data for the request hot path, dropped on any database write.
+"""Memoized database lookups for the request hot path, dropped on any database write.
 
 Every repository GET needs the key behind a secret, the organization, and for user keys the
-user's role. Those change rarely, so they are kept in memory and the whole cache is thrown away
+user's role; a tarball GET also needs the release's checksum. Those change rarely, so they are kept in memory and the whole cache is thrown away
 whenever ``db.generation()`` moves, which every committed write_tx() does, in this process or
 any other (the CLI). The generation is read before the database, so a revoked key, a removed
 member or a disabled user is refused on the very next request. Time-based expiry (rotation
@@ -10,21 +10,21 @@ grace periods) is checked on every use, not cached.
 
 import threading
 
-from appliance import keys, orgs
+from appliance import keys, orgs, packages
 from appliance.db import generation
 from appliance.errors import NotFound
 
 MAX_ENTRIES = 10_000  # per map; unknown secrets are cached too, so the cache must stay bounded
 
 
-class AuthCache:
+class LookupCache:
     def __init__(self):
         self._lock = threading.Lock()
         self._generation = None
         self._reset()
 
     def _reset(self):
-        self._keys, self._orgs, self._roles = {}, {}, {}
+        self._keys, self._orgs, self._roles, self._releases = {}, {}, {}, {}
 
     def _current(self):
         gen = generation()
@@ -33,7 +33,7 @@ class AuthCache:
                 if gen != self._generation:
                     self._reset()
                     self._generation = gen
-        return self._keys, self._orgs, self._roles
+        return self._keys, self._orgs, self._roles, self._releases
 
     @staticmethod
     def _remember(table, key, value):
@@ -70,4 +70,12 @@ class AuthCache:
         cache_key = (user.id, org.id)
         if cache_key not in table:
             self._remember(table, cache_key, orgs.role_of(user, org))
+        return table[cache_key]
+
+    def release_file(self, org, name, version):
+        """packages.release_file, memoized: (outer checksum hex, size) or None."""
+        table = self._current()[3]
+        cache_key = (org.id, name, version)
+        if cache_key not in table:
+            self._remember(table, cache_key, packages.release_file(org, name, version))
         return table[cache_key]
