@@ -18,9 +18,11 @@ src/hex_tarball.erl):
   links, devices, FIFOs and sparse files are refused, as is anything written *through* a
   symlink. At most ``MAX_ENTRIES`` entries. A package must not ship ``hex_metadata.config``
   (the client writes that file; hexpm/hex hex.build.ex ``check_reserved_files``).
-* ``create_package`` / ``create_docs`` build byte-for-byte deterministic tarballs laid out as
-  hex_core's ``create``: VERSION, CHECKSUM (uppercase hex), metadata.config, contents.tar.gz;
-  every entry mtime 2000-01-01, uid/gid 0, mode 0644; gzip with hex_core's fixed header.
+* ``create_package`` / ``create_docs`` build deterministic tarballs in hex_core's layout:
+  VERSION, CHECKSUM (uppercase hex), metadata.config, contents.tar.gz; every entry mtime
+  2000-01-01, uid/gid 0, mode 0644; gzip with hex_core's fixed header. They are not byte-equal
+  to hex_core's (tar header details differ), but hex_core unpacks them with the same checksums
+  (tests/test_hex_core.py); Hexvault itself never repacks what clients upload.
 """
 
 import contextlib
