@@ -125,7 +125,6 @@ def init(ctx, admin_name, admin_password, org_name):
 @click.pass_obj
 def serve(ctx, host, port):
     """Serve the repository, API and admin UI with waitress."""
-    import waitress
 
     from appliance import create_app, serving
 
@@ -144,9 +143,11 @@ def serve(ctx, host, port):
     click.echo(f"Hexvault {__version__} serving on http://{config.host}:{config.port} "
                f"(external URL {config.external_url})", err=True)
     try:
-        waitress.serve(app, host=config.host, port=config.port, threads=config.threads,
-                       max_request_body_size=config.max_tarball_size + 1024 * 1024,
-                       ident="hexvault", clear_untrusted_proxy_headers=True)
+        server = serving.create_server(app, host=config.host, port=config.port, threads=config.threads,
+                                       max_request_body_size=config.max_tarball_size + 1024 * 1024,
+                                       ident="hexvault", clear_untrusted_proxy_headers=True)
+        server.print_listen("Serving on http://{}:{}")
+        server.run()
     finally:
         background.stop()
 

@@ -6,6 +6,11 @@ apps freely.
 
 import logging
 
+import waitress
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import WSGITask
+
 from appliance import importer, registry_builder
 from appliance.db import database
 from appliance.models import Organization
@@ -45,3 +50,37 @@ def start(rt):
     warm(rt)
     watcher = importer.DropFolderWatcher(rt).start()
     return Background([watcher.stop])
+
+
+class _KeepAliveTask(WSGITask):
+    """waitress ends the connection after any HTTP/1.1 response without a Content-Length, 304s
+    included, though a 304 never has a body and needs no length to be framed (RFC 9112 §6.3).
+    Clients revalidate registry files with conditional GETs, so keep those connections open."""
+
+    _bodiless = False
+
+    def build_response_header(self):
+        self._bodiless = (not self.has_body and self.version == "1.1" and not self.close_on_finish
+                          and self.request.headers.get("CONNECTION", "").lower() != "close")
+        try:
+            return super().build_response_header()
+        finally:
+            self._bodiless = False
+
+    def set_close_on_finish(self):
+        if not self._bodiless:
+            super().set_close_on_finish()
+
+
+class _KeepAliveChannel(HTTPChannel):
+    task_class = _KeepAliveTask
+
+
+def create_server(app, **options):
+    """waitress.create_server with the keep-alive fix above; `hexvault serve` and the tests'
+    live servers both use it."""
+    server = waitress.create_server(app, **options)
+    for listener in [server, *getattr(server, "map", {}).values()]:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = _KeepAliveChannel
+    return server

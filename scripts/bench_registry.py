@@ -12,6 +12,8 @@ Prints one line per figure:
     hexvault_tarballs_rps=... p99_ms=...   authenticated GET /repos/ORG/tarballs/NAME-1.0.0.tar
     nginx_packages_rps=... p99_ms=...      the same files from nginx
     ratio_packages=...                     hexvault / nginx
+    waitress_hello_rps=...                 a WSGI app that returns one byte, on waitress: the ceiling
+                                           of the design's server, with no Hexvault code at all
     conditional_304_rps=...                GETs with a matching If-None-Match
     publish_ms_median=...                  end-to-end publish latency (HTTP, validation, registry rebuild) at N
 
@@ -209,6 +211,28 @@ def start_nginx(rt, org_name, names, workdir):
     return proc, port
 
 
+HELLO_APP = """
+import sys, waitress
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", "1")])
+    return [b"x"]
+waitress.serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
+"""
+
+
+def measure_waitress_hello(paths, clients, seconds, threads, workdir):
+    """Requests/s of waitress itself: the same load against a one-byte WSGI app."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", HELLO_APP, str(port), str(threads)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port)
+        return measure_wrk(port, paths, {}, clients, seconds, workdir)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def measure_publish(port, api_key, count):
     timings = []
     for i in range(count):
@@ -269,6 +293,8 @@ def main():
                     nt_rps, nt_p99, bad = measure_wrk(nginx_port, tar_paths, {}, args.clients, args.seconds, tmp)
                     print(f"nginx_tarballs_rps={nt_rps:.0f} p99_ms={nt_p99:.1f} non_2xx={bad}")
                     print(f"ratio_packages={rps / n_rps:.3f} ratio_tarballs={tar_rps / nt_rps:.3f}")
+                h_rps, h_p99, _ = measure_waitress_hello(pkg_paths, args.clients, args.seconds, args.threads, tmp)
+                print(f"waitress_hello_rps={h_rps:.0f} p99_ms={h_p99:.1f} hexvault_share_of_it={rps / h_rps:.2f}")
             else:
                 rps, p99, errors = measure_reads(port, repo_key, names, args.clients, args.seconds)
                 print(f"hexvault_packages_rps={rps:.0f} p99_ms={p99:.1f} errors={errors} clients={args.clients} "

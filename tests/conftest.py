@@ -10,9 +10,8 @@ import socket
 import threading
 
 import pytest
-import waitress
 
-from appliance import accounts, create_app, keys, orgs, registry_builder
+from appliance import accounts, create_app, keys, orgs, registry_builder, serving
 from appliance.config import load_config
 from appliance.db import database
 from appliance.runtime import initialize, open_runtime
@@ -48,7 +47,7 @@ class LiveServer:
         self.thread = None
 
     def start(self, app):
-        self.server = waitress.create_server(app, sockets=[self.socket], threads=8,
+        self.server = serving.create_server(app, sockets=[self.socket], threads=8,
                                              max_request_body_size=64 * 1024 * 1024)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

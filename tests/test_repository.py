@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import http.client
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -63,6 +64,26 @@ def test_every_file_has_an_etag_and_answers_304(hv, published, path):
     # rebar3 3.19 sends an empty If-None-Match on a first download: that is "no ETag"
     assert hv.repo(path, headers={"If-None-Match": ""}).status_code == 200
     assert hv.repo(path, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_a_304_keeps_the_connection_open_for_the_next_request(hv, published):
+    """Clients revalidate every cached registry file; each 304 must not cost a new connection."""
+    etag = hv.repo("packages/hello").headers["ETag"]
+    conn = http.client.HTTPConnection(hv.url.removeprefix("http://"), timeout=10)
+    try:
+        conn.request("GET", "/repos/acme/packages/hello", headers={"authorization": hv.repo_key, "if-none-match": etag})
+        first = conn.getresponse()
+        assert first.status == 304 and first.read() == b"" and first.getheader("Connection") is None
+        sock = conn.sock
+        assert sock is not None and not first.will_close
+        conn.request("GET", "/repos/acme/names", headers={"authorization": hv.repo_key})
+        second = conn.getresponse()
+        assert second.status == 200 and len(second.read()) > 0 and conn.sock is sock
+        conn.request("GET", "/repos/acme/names", headers={"authorization": hv.repo_key, "connection": "close"})
+        third = conn.getresponse()
+        assert third.status == 200 and third.will_close  # a client that asks to close still can
+    finally:
+        conn.close()
 
 
 def test_etag_changes_when_the_registry_changes(hv, published):
