@@ -135,6 +135,9 @@ def test_org_key_with_api_write_can_publish_for_ci(hv):
     me = hv.api("GET", "users/me", key=ci_key)
     assert me.status_code == 200 and me.term["organizations"] == [{"name": "acme", "role": "write"}]
     assert hv.publish(erlang_package("cipkg", "1.0.0"), key=ci_key).status_code == 201
+    # A repository-only organization key reads; it must not present itself as a publisher.
+    reader = hv.api("GET", "users/me", key=hv.repo_key)
+    assert reader.status_code == 200 and reader.term["organizations"] == [{"name": "acme", "role": "read"}]
 
 
 def test_auth_endpoint_checks_repository_access(hv):

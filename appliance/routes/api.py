@@ -79,10 +79,12 @@ def users_me():
     principal = require_principal()
     if principal.user is None:
         # An organization key (CI publishing) has no user; mix still needs a user map.
+        # Its role is what the key may do: a repository-only key must not look like a publisher.
         org = principal.key.organization
+        role = "write" if permissions.can(principal, permissions.API_WRITE, org, orgs.role_of) else "read"
         return render({"username": f"{org.name} (organization key)", "email": None, "full_name": None,
                        "handles": {}, "url": None, "inserted_at": None, "updated_at": None,
-                       "organizations": [{"name": org.name, "role": "write"}], "packages": []})
+                       "organizations": [{"name": org.name, "role": role}], "packages": []})
     memberships = orgs.memberships_of(principal.user)
     owned = list(Package.select().where(Package.organization.in_([m.organization_id for m in memberships]))
                  .order_by(Package.name).limit(1000))
