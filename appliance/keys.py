@@ -140,6 +140,49 @@ def authenticate(app_secret, secret, finder=find):
     return key
 
 
+# -- OAuth access tokens -------------------------------------------------------------------------
+# Hex >= 2.4 exchanges a repository key for an access token (client_credentials) and saves the
+# token in ~/.hex/hex.config. The token names its key and an expiry, signed with the app secret:
+# it is worthless after TOKEN_TTL, dies with its key (the key is loaded on every use), and a
+# copy of hex.config never holds the long-lived key itself.
+TOKEN_PREFIX = "hvt_"
+TOKEN_TTL = 3600
+_TOKEN_RE = re.compile(r"^hvt_([0-9]{1,18})_([0-9]{1,12})_([0-9a-f]{64})$")
+
+
+def _token_mac(app_secret, key_id, expires):
+    return hmac.new(app_secret, f"oauth-token|{key_id}|{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def issue_token(app_secret, key, ttl=TOKEN_TTL, now=None):
+    """An access token for an active key, valid for ``ttl`` seconds."""
+    expires = int(now if now is not None else time.time()) + ttl
+    return f"{TOKEN_PREFIX}{key.id}_{expires}_{_token_mac(app_secret, key.id, expires)}"
+
+
+def authenticate_token(app_secret, token, finder=None, now=None):
+    """The active key behind an access token, else Unauthenticated. The signature and expiry
+    are checked on every use; ``finder`` (key id -> Key or None) may be memoized."""
+    match = _TOKEN_RE.match(token or "")
+    if match is None:
+        raise Unauthenticated("invalid API key")
+    key_id, expires, mac = int(match.group(1)), int(match.group(2)), match.group(3)
+    if not hmac.compare_digest(_token_mac(app_secret, key_id, expires), mac):
+        raise Unauthenticated("invalid API key")
+    if expires <= (now if now is not None else time.time()):
+        raise Unauthenticated("token expired")
+    key = (finder or _key_or_none)(key_id)
+    if key is None:
+        raise Unauthenticated("invalid API key")
+    if not key.is_active():
+        raise Unauthenticated("API key revoked")
+    return key
+
+
+def _key_or_none(key_id):
+    return Key.get_or_none(Key.id == key_id)
+
+
 _last_touch = {}
 _touch_lock = threading.Lock()
 

@@ -24,7 +24,7 @@ class LookupCache:
         self._reset()
 
     def _reset(self):
-        self._keys, self._orgs, self._roles, self._releases = {}, {}, {}, {}
+        self._keys, self._orgs, self._roles, self._releases, self._key_ids = {}, {}, {}, {}, {}
 
     def _current(self):
         gen = generation()
@@ -33,7 +33,7 @@ class LookupCache:
                 if gen != self._generation:
                     self._reset()
                     self._generation = gen
-        return self._keys, self._orgs, self._roles, self._releases
+        return self._keys, self._orgs, self._roles, self._releases, self._key_ids
 
     @staticmethod
     def _remember(table, key, value):
@@ -51,6 +51,16 @@ class LookupCache:
         if digest not in table:
             self._remember(table, digest, keys.find(app_secret, secret))
         return table[digest]
+
+    def token_key(self, app_secret, token):
+        """keys.authenticate_token with the key looked up by id through the memo."""
+        return keys.authenticate_token(app_secret, token, finder=self._find_id)
+
+    def _find_id(self, key_id):
+        table = self._current()[4]
+        if key_id not in table:
+            self._remember(table, key_id, keys.Key.get_or_none(keys.Key.id == key_id))
+        return table[key_id]
 
     def org(self, name):
         table = self._current()[1]

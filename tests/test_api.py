@@ -192,10 +192,33 @@ def test_oauth_client_credentials_exchange_returns_a_working_token(hv):
                             "scope": "repositories"})
     assert response.status_code == 200
     token = response.term["access_token"]
+    assert response.term["expires_in"] == 3600 and response.term["token_type"] == "Bearer"
+    # Hex saves the token in ~/.hex/hex.config: it must not be the long-lived key itself.
+    assert hv.repo_key not in token
     assert hv.repo("names", key=f"Bearer {token}").status_code == 200
+    assert hv.repo("tarballs/none-1.0.0.tar", key=f"Bearer {token}").status_code == 404  # authenticated
+    # The token has exactly its key's permissions: a repository key's token cannot publish.
+    assert hv.publish(erlang_package("tok", "1.0.0"), key=f"Bearer {token}").status_code == 403
+    forged = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert hv.repo("names", key=f"Bearer {forged}").status_code == 401
+    longer = token.replace(token.split("_")[2], str(int(token.split("_")[2]) + 10_000), 1)
+    assert hv.repo("names", key=f"Bearer {longer}").status_code == 401  # the expiry is signed too
     denied = hv.api("POST", "oauth/token", key=False,
                     body={"grant_type": "client_credentials", "client_id": "x", "client_secret": "0" * 32})
     assert denied.status_code == 401
+    # Revoking the key kills its tokens on the next request.
+    keys.revoke(keys.get("acme-read", organization=hv.org))
+    revoked = hv.repo("names", key=f"Bearer {token}")
+    assert revoked.status_code == 401 and b"revoked" in revoked.content
+
+
+def test_expired_tokens_are_refused(hv):
+    key = keys.get("acme-read", organization=hv.org)
+    stale = keys.issue_token(hv.runtime.app_secret, key, ttl=-1)
+    response = hv.repo("names", key=f"Bearer {stale}")
+    assert response.status_code == 401 and b"expired" in response.content
+    fresh = keys.issue_token(hv.runtime.app_secret, key, ttl=60)
+    assert hv.repo("names", key=f"Bearer {fresh}").status_code == 200
 
 
 def test_docs_upload_and_delete(hv):

@@ -45,8 +45,13 @@ def world(hv):
     _k, read_key = keys.create(hv.runtime.app_secret, "ro", [["api", "read"]], user=reader)
     revoked_row, revoked = keys.create(hv.runtime.app_secret, "gone", [["repository", "acme"], ["api", "write"]],
                                        user=hv.admin)
+    revoked_token = keys.issue_token(hv.runtime.app_secret, revoked_row)  # issued before the revocation
     keys.revoke(revoked_row)
-    return dict(data=data, other_org=other_org, read_key=read_key, revoked=revoked)
+    beta_key = keys.get("beta-all", organization=beta)
+    return dict(data=data, other_org=other_org, read_key=read_key, revoked=revoked,
+                revoked_token="Bearer " + revoked_token,
+                expired_token="Bearer " + keys.issue_token(hv.runtime.app_secret, beta_key, ttl=-1),
+                other_org_token="Bearer " + keys.issue_token(hv.runtime.app_secret, beta_key))
 
 
 def call(hv, method, path, key):
@@ -62,10 +67,13 @@ def test_every_route_refuses_bad_credentials(hv, world):
     app = create_app(hv.runtime.config, hv.runtime)
     cases = list(routes(app))
     assert len(cases) > 30  # both prefixes of every API route, and the repository
+    assert any(path.startswith("/mirror/hexpm/repos/acme/") for _e, _m, path in cases)
     failures = []
     for endpoint, method, path in cases:
+        other_org = {200, 422} if endpoint in UNSCOPED else {403, 404}
         matrix = {"none": (None, {401}), "wrong": ("0" * 32, {401}), "revoked": (world["revoked"], {401}),
-                  "other_org": (world["other_org"], {200, 422} if endpoint in UNSCOPED else {403, 404})}
+                  "revoked_token": (world["revoked_token"], {401}), "expired_token": (world["expired_token"], {401}),
+                  "other_org": (world["other_org"], other_org), "other_org_token": (world["other_org_token"], other_org)}
         if method in WRITE_METHODS:
             matrix["read_key_on_write"] = (world["read_key"], {403, 404})
         for label, (key, allowed) in matrix.items():

@@ -86,6 +86,22 @@ def test_a_304_keeps_the_connection_open_for_the_next_request(hv, published):
         conn.close()
 
 
+@pytest.mark.parametrize("path", ["names", "versions", "packages/hello", "tarballs/hello-0.1.0.tar", "public_key"])
+def test_each_repository_also_answers_under_the_mirror_for_hexpm_org_deps(hv, published, path):
+    """mix fetches `organization: "acme"` deps from <hexpm URL>/repos/acme; with hexpm set to
+    the mirror, that is /mirror/hexpm/repos/acme: the same files under the same rules."""
+    canonical = hv.repo(path)
+    alias = hv.http.get(f"{hv.url}/mirror/hexpm/repos/acme/{path}", headers={"authorization": hv.repo_key})
+    assert canonical.status_code == alias.status_code == 200
+    assert alias.content == canonical.content and alias.headers.get("ETag") == canonical.headers.get("ETag")
+    if path != "public_key":
+        assert hv.http.get(f"{hv.url}/mirror/hexpm/repos/acme/{path}").status_code == 401
+        other = orgs.create("beta")
+        _k, beta_key = keys.create(hv.runtime.app_secret, "b", [["repository", "beta"]], organization=other)
+        refused = hv.http.get(f"{hv.url}/mirror/hexpm/repos/acme/{path}", headers={"authorization": beta_key})
+        assert refused.status_code == 403 and refused.content != canonical.content
+
+
 def test_etag_changes_when_the_registry_changes(hv, published):
     before = hv.repo("packages/hello").headers["ETag"]
     assert hv.api("POST", "repos/acme/packages/hello/releases/0.1.0/retire",

@@ -359,8 +359,8 @@ def org_keys_delete_all(org_name):
 def oauth_token():
     """client_credentials: mix exchanges a repository key for a token (hex-protocol.md §5.10).
 
-    The token handed back is the key itself: the client already holds it, it carries exactly
-    the key's permissions, and revoking the key revokes the token at once.
+    The token (keys.issue_token) carries exactly its key's permissions for an hour and stops
+    working the moment the key is revoked; Hex saves it in hex.config instead of the key.
     """
     body = read_body()
     if body.get("grant_type") != "client_credentials":
@@ -369,11 +369,11 @@ def oauth_token():
                       status=400)
     secret = body.get("client_secret") or ""
     try:
-        keys.authenticate(runtime().app_secret, secret)
+        key = keys.authenticate(runtime().app_secret, secret)
     except Unauthenticated as exc:
         return render({"error": "invalid_client", "error_description": exc.message}, status=401)
-    return render({"access_token": secret, "token_type": "Bearer", "expires_in": 3600,
-                   "scope": body.get("scope") or "repositories"})
+    return render({"access_token": keys.issue_token(runtime().app_secret, key), "token_type": "Bearer",
+                   "expires_in": keys.TOKEN_TTL, "scope": body.get("scope") or "repositories"})
 
 
 @bp.route("/<path:_rest>", methods=["GET", "POST", "PUT", "DELETE"])

@@ -2,7 +2,7 @@
 
 Registry and tarball GETs are nearly all of an appliance's traffic, and Flask's per-request
 machinery (contexts, session, routing, Response objects) costs more than the work itself. This
-layer answers ``GET|HEAD /repos/ORG/(names|versions|packages/N|tarballs/F)`` with the same
+layer answers ``GET|HEAD [/mirror/hexpm]/repos/ORG/(names|versions|packages/N|tarballs/F)`` with the same
 decision function as the Flask view (repository.find_file) and the same error bodies; anything
 else, and any unexpected failure, falls through to Flask.
 """
@@ -16,7 +16,7 @@ from appliance.routes.keyauth import principal_for
 from appliance.routes.repository import find_file, not_modified
 from storage import BlobNotFound
 
-FAST_RE = re.compile(r"^/repos/([a-z0-9_]+)/((?:names|versions)|(?:packages|tarballs)/[^/]+)$")
+FAST_RE = re.compile(r"^(?:/mirror/hexpm)?/repos/([a-z0-9_]+)/((?:names|versions)|(?:packages|tarballs)/[^/]+)$")
 SMALL_FILE = 256 * 1024
 log = logging.getLogger("hexvault")
 

@@ -29,7 +29,10 @@ def client_ip():
 
 
 def _from_key(rt, secret, ip, user_agent):
-    key = rt.lookups.key(rt.app_secret, secret)
+    if secret.startswith(keys.TOKEN_PREFIX):
+        key = rt.lookups.token_key(rt.app_secret, secret)
+    else:
+        key = rt.lookups.key(rt.app_secret, secret)
     keys.touch(key, ip, user_agent)
     if key.user_id is not None and key.user.disabled_at is not None:
         raise Unauthenticated("invalid API key")
@@ -59,7 +62,7 @@ def principal_for(rt, header, ip, user_agent):
     if scheme.lower() == "basic" and rest:
         return _from_basic(rt, rest.strip(), ip, user_agent)
     if scheme.lower() == "bearer" and rest:
-        # Tokens from /api/oauth/token are the key itself (see routes/api.py oauth_token).
+        # An access token from /api/oauth/token, or a key sent as a bearer token.
         return _from_key(rt, rest.strip(), ip, user_agent)
     return _from_key(rt, header, ip, user_agent)
 

@@ -5,6 +5,10 @@ sent (mix would gunzip twice). Every 200 carries a strong ETag (rebar3 refuses a
 without one) and a matching If-None-Match gets 304; an empty If-None-Match, which rebar3 3.19
 sends on a first download, counts as absent.
 
+Each repository also answers under /mirror/hexpm/repos/ORG/: mix resolves hex.pm-style
+``organization: "acme"`` dependencies to the repo ``hexpm:acme`` at ``<hexpm URL>/repos/acme``,
+so with mix's hexpm repo pointed at the mirror, private organization deps keep working unchanged.
+
 ``find_file`` is the one decision of what a GET returns; the Flask views here and the WSGI fast
 path in fastpath.py (which serves the hot paths without Flask's per-request cost) both call it.
 """
@@ -96,6 +100,7 @@ def serve_blob(blob, cache_control):
 
 
 @bp.get("/repos/<org_name>/public_key")
+@bp.get("/mirror/hexpm/repos/<org_name>/public_key")
 def public_key(org_name):
     """The registry's public key (PEM). Public data, served without a key, as hex.pm does."""
     try:
@@ -108,6 +113,7 @@ def public_key(org_name):
 
 
 @bp.get("/repos/<org_name>/<path:path>")
+@bp.get("/mirror/hexpm/repos/<org_name>/<path:path>")
 def repository_file(org_name, path):
     """names, versions, packages/NAME, tarballs/NAME-VERSION.tar, docs/NAME-VERSION.tar.gz"""
     blob, cache_control = find_file(runtime(), current_principal(), org_name, path)
