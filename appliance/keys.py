@@ -141,33 +141,45 @@ def authenticate(app_secret, secret, finder=find):
 
 
 # -- OAuth access tokens -------------------------------------------------------------------------
-# Hex >= 2.4 exchanges a repository key for an access token (client_credentials) and saves the
-# token in ~/.hex/hex.config. The token names its key and an expiry, signed with the app secret:
-# it is worthless after TOKEN_TTL, dies with its key (the key is loaded on every use), and a
-# copy of hex.config never holds the long-lived key itself.
+# Hex >= 2.4 exchanges a repository key for an access token (client_credentials, scope
+# "repositories") and saves the token in ~/.hex/hex.config. A token names its key, its scope and
+# its expiry, signed with the app secret: it can do only what both its key and its scope allow,
+# is worthless after TOKEN_TTL, dies with its key (the key is loaded on every use), and a copy of
+# hex.config never holds the long-lived key itself.
 TOKEN_PREFIX = "hvt_"
-TOKEN_TTL = 3600
-_TOKEN_RE = re.compile(r"^hvt_([0-9]{1,18})_([0-9]{1,12})_([0-9a-f]{64})$")
+TOKEN_TTL = 900  # Hex renews 300 s before expiry; a token its key outlived is retried until then
+DEFAULT_SCOPE = "repositories"
+_TOKEN_RE = re.compile(r"^hvt_([0-9]{1,18})_([0-9]{1,12})_([0-9a-f]{2,512})_([0-9a-f]{64})$")
 
 
-def _token_mac(app_secret, key_id, expires):
-    return hmac.new(app_secret, f"oauth-token|{key_id}|{expires}".encode(), hashlib.sha256).hexdigest()
+def parse_scope(scope):
+    """An OAuth scope string ("repositories", "api:read repository:acme", ...) as permissions."""
+    scope = (scope or DEFAULT_SCOPE).strip()
+    if len(scope) > 200:
+        raise Invalid("invalid_scope", {"scope": "too long"})
+    return normalize_permissions([parse_permission(part) for part in scope.split()])
 
 
-def issue_token(app_secret, key, ttl=TOKEN_TTL, now=None):
-    """An access token for an active key, valid for ``ttl`` seconds."""
+def _token_mac(app_secret, key_id, expires, scope_hex):
+    return hmac.new(app_secret, f"oauth-token|{key_id}|{expires}|{scope_hex}".encode(), hashlib.sha256).hexdigest()
+
+
+def issue_token(app_secret, key, scope=DEFAULT_SCOPE, ttl=TOKEN_TTL, now=None):
+    """An access token for ``key`` limited to ``scope``, valid for ``ttl`` seconds."""
+    parse_scope(scope)
+    scope_hex = " ".join(scope.split()).encode().hex()
     expires = int(now if now is not None else time.time()) + ttl
-    return f"{TOKEN_PREFIX}{key.id}_{expires}_{_token_mac(app_secret, key.id, expires)}"
+    return f"{TOKEN_PREFIX}{key.id}_{expires}_{scope_hex}_{_token_mac(app_secret, key.id, expires, scope_hex)}"
 
 
 def authenticate_token(app_secret, token, finder=None, now=None):
-    """The active key behind an access token, else Unauthenticated. The signature and expiry
-    are checked on every use; ``finder`` (key id -> Key or None) may be memoized."""
+    """(active key, scope permissions) behind an access token, else Unauthenticated. Signature
+    and expiry are checked on every use; ``finder`` (key id -> Key or None) may be memoized."""
     match = _TOKEN_RE.match(token or "")
     if match is None:
         raise Unauthenticated("invalid API key")
-    key_id, expires, mac = int(match.group(1)), int(match.group(2)), match.group(3)
-    if not hmac.compare_digest(_token_mac(app_secret, key_id, expires), mac):
+    key_id, expires, scope_hex, mac = int(match.group(1)), int(match.group(2)), match.group(3), match.group(4)
+    if not hmac.compare_digest(_token_mac(app_secret, key_id, expires, scope_hex), mac):
         raise Unauthenticated("invalid API key")
     if expires <= (now if now is not None else time.time()):
         raise Unauthenticated("token expired")
@@ -176,7 +188,7 @@ def authenticate_token(app_secret, token, finder=None, now=None):
         raise Unauthenticated("invalid API key")
     if not key.is_active():
         raise Unauthenticated("API key revoked")
-    return key
+    return key, parse_scope(bytes.fromhex(scope_hex).decode())
 
 
 def _key_or_none(key_id):

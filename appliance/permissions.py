@@ -27,6 +27,15 @@ _NEEDED_ROLE = {READ_REPOSITORY: "read", READ_DOCS: "read", API_READ: "read", AP
 class Principal:
     user: object = None  # models.User
     key: object = None  # models.Key
+    scope: tuple = None  # an OAuth token's permissions, a further limit on the key's; None = no token
+
+    def key_allows(self, action, org_name):
+        """Do the key and the token scope (if any) cover the action, whatever the owner holds?"""
+        if self.key is None:
+            return True
+        if not key_grants(self.key.permissions, action, org_name):
+            return False
+        return self.scope is None or key_grants(self.scope, action, org_name)
 
     @property
     def name(self):
@@ -71,7 +80,7 @@ def key_grants(permissions, action, org_name):
 
 def can(principal, action, org, role_of):
     """The decision. ``role_of(user, org)`` is orgs.role_of, passed in to keep this module pure."""
-    if principal.key is not None and not key_grants(principal.key.permissions, action, org.name):
+    if not principal.key_allows(action, org.name):
         return False
     return _owner_allows(principal, action, org, role_of)
 

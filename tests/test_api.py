@@ -192,7 +192,7 @@ def test_oauth_client_credentials_exchange_returns_a_working_token(hv):
                             "scope": "repositories"})
     assert response.status_code == 200
     token = response.term["access_token"]
-    assert response.term["expires_in"] == 3600 and response.term["token_type"] == "Bearer"
+    assert response.term["expires_in"] == keys.TOKEN_TTL == 900 and response.term["token_type"] == "Bearer"
     # Hex saves the token in ~/.hex/hex.config: it must not be the long-lived key itself.
     assert hv.repo_key not in token
     assert hv.repo("names", key=f"Bearer {token}").status_code == 200
@@ -210,6 +210,39 @@ def test_oauth_client_credentials_exchange_returns_a_working_token(hv):
     keys.revoke(keys.get("acme-read", organization=hv.org))
     revoked = hv.repo("names", key=f"Bearer {token}")
     assert revoked.status_code == 401 and b"revoked" in revoked.content
+
+
+def test_a_token_does_only_what_its_scope_allows(hv):
+    """A hex.config copied off a laptop holds a token: scope "repositories" (what Hex asks for)
+    must not let it publish or mint a lasting key, even when the key behind it could."""
+    _row, both = keys.create(hv.runtime.app_secret, "laptop", [["api", "write"], ["repositories", None]], user=hv.admin)
+
+    def exchange(scope=None):
+        body = {"grant_type": "client_credentials", "client_id": "x", "client_secret": both}
+        if scope is not None:
+            body["scope"] = scope
+        return hv.api("POST", "oauth/token", key=False, body=body)
+
+    repo_only = exchange()
+    assert repo_only.status_code == 200 and repo_only.term["scope"] == "repositories"
+    token = "Bearer " + repo_only.term["access_token"]
+    assert hv.repo("names", key=token).status_code == 200
+    minted = hv.api("POST", "keys", key=token, body={"name": "lasting", "permissions": [{"domain": "api"}]})
+    assert minted.status_code == 403
+    assert hv.publish(erlang_package("scoped", "1.0.0"), key=token).status_code == 403
+    assert hv.api("GET", "auth?domain=api&resource=write", key=token).status_code == 403
+    assert hv.api("GET", "auth?domain=repositories", key=token).status_code == 200
+
+    writer = exchange("api:write")
+    assert writer.status_code == 200
+    assert hv.publish(erlang_package("scoped", "1.0.0"), key="Bearer " + writer.term["access_token"]).status_code == 201
+    # A scope never adds to the key: the repository key's token cannot write whatever it asks.
+    widened = hv.api("POST", "oauth/token", key=False, body={"grant_type": "client_credentials", "client_id": "x",
+                                                             "client_secret": hv.repo_key, "scope": "api:write"})
+    assert hv.publish(erlang_package("scoped", "1.0.1"),
+                      key="Bearer " + widened.term["access_token"]).status_code == 403
+    bad = exchange("everything")
+    assert bad.status_code == 400 and bad.term["error"] == "invalid_scope"
 
 
 def test_expired_tokens_are_refused(hv):

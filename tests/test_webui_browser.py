@@ -33,7 +33,16 @@ def browser():
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--window-size=1366,900", f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    from selenium.common.exceptions import SessionNotCreatedException, WebDriverException
+
+    # Chromium's start-up occasionally times out on a loaded 2-core machine ("session not
+    # created"); that is the browser, not Hexvault, so it gets a second chance, once.
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    except (SessionNotCreatedException, WebDriverException):
+        shutil.rmtree(profile, ignore_errors=True)
+        os.makedirs(profile)
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)
     os.makedirs(ARTIFACTS, exist_ok=True)
     yield driver

@@ -232,11 +232,10 @@ def auth_check():
             raise Forbidden("key not authorized for this action") from None
         allowed = permissions.can(principal, permissions.READ_REPOSITORY, org, orgs.role_of)
     elif domain == "repositories":
-        allowed = principal.key is None or permissions.key_grants(principal.key.permissions,
-                                                                 permissions.READ_REPOSITORY, "")
+        allowed = principal.key_allows(permissions.READ_REPOSITORY, "")
     elif domain == "api":
         action = permissions.API_READ if resource == "read" else permissions.API_WRITE
-        allowed = principal.key is None or permissions.key_grants(principal.key.permissions, action, "")
+        allowed = principal.key_allows(action, "")
     else:
         raise Invalid("Validation error(s)", {"domain": "must be api, repository or repositories"})
     if not allowed:
@@ -252,8 +251,7 @@ def auth_check():
 def _key_creator(action_org=None):
     """The principal creating or listing keys: a user session, Basic auth, or an api:write key."""
     principal = require_principal()
-    if principal.key is not None and not permissions.key_grants(principal.key.permissions,
-                                                               permissions.API_WRITE, ""):
+    if not principal.key_allows(permissions.API_WRITE, ""):
         raise Forbidden("key not authorized for this action")
     if action_org is not None:
         permissions.require(principal, permissions.ADMIN, action_org, orgs.role_of)
@@ -372,8 +370,12 @@ def oauth_token():
         key = keys.authenticate(runtime().app_secret, secret)
     except Unauthenticated as exc:
         return render({"error": "invalid_client", "error_description": exc.message}, status=401)
-    return render({"access_token": keys.issue_token(runtime().app_secret, key), "token_type": "Bearer",
-                   "expires_in": keys.TOKEN_TTL, "scope": body.get("scope") or "repositories"})
+    scope = body.get("scope") if isinstance(body.get("scope"), str) and body.get("scope").strip() else keys.DEFAULT_SCOPE
+    try:
+        token = keys.issue_token(runtime().app_secret, key, scope)
+    except Invalid:
+        return render({"error": "invalid_scope", "error_description": f"unknown scope {scope!r}"}, status=400)
+    return render({"access_token": token, "token_type": "Bearer", "expires_in": keys.TOKEN_TTL, "scope": scope})
 
 
 @bp.route("/<path:_rest>", methods=["GET", "POST", "PUT", "DELETE"])

@@ -29,14 +29,16 @@ def client_ip():
 
 
 def _from_key(rt, secret, ip, user_agent):
+    scope = None
     if secret.startswith(keys.TOKEN_PREFIX):
-        key = rt.lookups.token_key(rt.app_secret, secret)
+        key, scope = rt.lookups.token_key(rt.app_secret, secret)
+        scope = tuple(tuple(p) for p in scope)
     else:
         key = rt.lookups.key(rt.app_secret, secret)
     keys.touch(key, ip, user_agent)
     if key.user_id is not None and key.user.disabled_at is not None:
         raise Unauthenticated("invalid API key")
-    return Principal(user=key.user if key.user_id else None, key=key)
+    return Principal(user=key.user if key.user_id else None, key=key, scope=scope)
 
 
 def _from_basic(rt, encoded, ip, user_agent):
