@@ -12,9 +12,9 @@ def erlang_binary(text):
 
 
 def rebar3_compile(workdir, *, repo_name, repo_url, public_key_pem, repo_key, deps, api_url=None,
-                   verify_origin=True, extra_env=None):
+                   verify_origin=True, extra_env=None, task="compile"):
     """Write a global rebar3 config naming only our repo, a project depending on ``deps``
-    ([(name, version)]), run ``rebar3 compile`` and return the CompletedProcess."""
+    ([(name, version)]), run ``rebar3 TASK`` (compile by default) and return the CompletedProcess."""
     home = workdir / "home"
     config_dir = home / ".config" / "rebar3"
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -33,7 +33,7 @@ def rebar3_compile(workdir, *, repo_name, repo_url, public_key_pem, repo_key, de
     env.update(HOME=str(home), REBAR_CACHE_DIR=str(workdir / "cache"),
                no_proxy="*", http_proxy="", https_proxy="", HTTP_PROXY="", HTTPS_PROXY="")
     env.update(extra_env or {})
-    return subprocess.run([REBAR3, "compile"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([REBAR3, task], cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
 
 def run_erlang(workdir, expr):
