@@ -11,6 +11,7 @@ import dataclasses
 class ClientSetup:
     org: str
     repo_url: str
+    mirror_url: str
     api_url: str
     public_key_pem: str
     fingerprint: str
@@ -40,6 +41,16 @@ class ClientSetup:
         return f'{{:my_package, "~> 0.1", repo: "{self.org}"}}'
 
     @property
+    def mix_hexpm_org(self):
+        """hex.pm-style `organization: ORG` deps: mix fetches them as repo hexpm:ORG from
+        <hexpm URL>/repos/ORG, which the mirror serves (routes/repository.py)."""
+        return "\n".join([
+            self.save_public_key,
+            f"mix hex.repo set hexpm --url {self.mirror_url} --auth-key {self.repo_key} --no-oauth-exchange",
+            f"mix hex.repo add hexpm:{self.org} {self.mirror_url}/repos/{self.org} --public-key {self.org}.pem",
+        ])
+
+    @property
     def mix_publish(self):
         return (f"HEX_API_URL={self.api_url} HEX_API_KEY={self.api_key} "
                 f"mix hex.publish --organization {self.org}")
@@ -66,7 +77,8 @@ class ClientSetup:
 
 
 def for_org(base_url, org_name, public_key_pem, fingerprint, repo_key="<REPOSITORY_KEY>", api_key="<API_KEY>"):
-    return ClientSetup(org=org_name, repo_url=f"{base_url}/repos/{org_name}", api_url=f"{base_url}/api",
+    return ClientSetup(org=org_name, repo_url=f"{base_url}/repos/{org_name}", mirror_url=f"{base_url}/mirror/hexpm",
+                       api_url=f"{base_url}/api",
                        public_key_pem=public_key_pem, fingerprint=fingerprint, repo_key=repo_key, api_key=api_key)
 
 
@@ -80,6 +92,9 @@ def render_text(setup):
         f"#   or, checking the key by fingerprint: {setup.mix_repo_add_fingerprint}",
         f"#   mix.exs dependency: {setup.mix_dep}",
         f"#   publish: {setup.mix_publish}",
+        f"#   keeping hex.pm-style {{:my_package, \"~> 0.1\", organization: \"{setup.org}\"}} deps "
+        "(public packages then come from the hex.pm mirror):",
+        *(f"#     {line}" for line in setup.mix_hexpm_org.split("\n")),
         "",
         "## rebar3",
         setup.rebar3_config,

@@ -158,3 +158,18 @@ def test_private_docs_are_sandboxed_and_need_membership(hv, web):
     # a repository key of the organization reads docs too, without a session
     assert hv.http.get(f"{hv.url}/docs/acme/hello/0.1.0/", headers={"authorization": hv.repo_key}).status_code == 200
     assert web.get("/docs/acme/hello/0.1.0/../../../etc/passwd").status_code == 404
+
+
+def test_org_page_client_commands_name_urls_that_serve_the_repository(hv, web):
+    import html
+
+    page = web.get("/admin/orgs/acme").text
+    block = html.unescape(re.search(r'<pre id="mix-hexpm-org">(.*?)</pre>', page, re.S).group(1))
+    mirror = re.search(r"mix hex.repo set hexpm --url (\S+) --auth-key <REPOSITORY_KEY> --no-oauth-exchange", block)
+    org_repo = re.search(r"mix hex.repo add hexpm:acme (\S+) --public-key acme.pem", block)
+    assert mirror and org_repo and org_repo.group(1) == f"{mirror.group(1)}/repos/acme"
+    # What mix will fetch for an `organization: "acme"` dep with that set-up:
+    names = hv.http.get(f"{org_repo.group(1)}/names", headers={"authorization": hv.repo_key})
+    assert names.status_code == 200 and names.content == hv.repo("names").content
+    plain = re.search(r"mix hex.repo add acme (\S+) --public-key acme.pem", page).group(1)
+    assert hv.http.get(f"{plain}/names", headers={"authorization": hv.repo_key}).status_code == 200
