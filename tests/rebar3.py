@@ -12,9 +12,10 @@ def erlang_binary(text):
 
 
 def rebar3_compile(workdir, *, repo_name, repo_url, public_key_pem, repo_key, deps, api_url=None,
-                   verify_origin=True, extra_env=None, task="compile"):
-    """Write a global rebar3 config naming only our repo, a project depending on ``deps``
-    ([(name, version)]), run ``rebar3 TASK`` (compile by default) and return the CompletedProcess."""
+                   verify_origin=True, extra_env=None, task="compile", extra_repos=()):
+    """Write a global rebar3 config naming only our repo (and ``extra_repos``, dicts of binary
+    fields), a project depending on ``deps`` ([(name, version)]), run ``rebar3 TASK`` (compile by
+    default) and return the CompletedProcess."""
     home = workdir / "home"
     config_dir = home / ".config" / "rebar3"
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -23,8 +24,10 @@ def rebar3_compile(workdir, *, repo_name, repo_url, public_key_pem, repo_key, de
              f"api_url => {erlang_binary(api_url or repo_url)}"]
     if not verify_origin:
         entry.append("repo_verify_origin => false")
-    (config_dir / "rebar.config").write_text(
-        "{hex, [{repos, replace, [#{" + ", ".join(entry) + "}]}]}.\n")
+    entries = ["#{" + ", ".join(entry) + "}"]
+    for extra in extra_repos:
+        entries.append("#{" + ", ".join(f"{k} => {erlang_binary(v)}" for k, v in extra.items()) + "}")
+    (config_dir / "rebar.config").write_text("{hex, [{repos, replace, [" + ", ".join(entries) + "]}]}.\n")
     project = workdir / "project"
     project.mkdir(exist_ok=True)
     dep_terms = ", ".join(f'{{{name}, "{version}"}}' for name, version in deps)

@@ -1,6 +1,7 @@
 """The air-gapped hex.pm mirror: the bundle script against a fake upstream signed with a test key,
 import through the real drop folder, /mirror/hexpm served byte for byte, real rebar3 through it."""
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -16,6 +17,7 @@ from appliance import audit, backup, importer
 from appliance.cli import main
 from appliance.protocol import hexpm, signing
 from tests.fake_hexpm import FakeHexpm
+from tests.driver import erlang_package
 from tests.rebar3 import REBAR3, rebar3_compile, run_erlang
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "hexpm_bundle.py")
@@ -266,3 +268,35 @@ def test_rebar3_fetches_public_packages_through_the_mirror_with_upstream_signatu
                              repo_key=hv.repo_key, deps=[("upa", "1.0.0")], extra_env={"HEX_CDN": mirror_url})
     assert refused.returncode != 0
     assert not (work2 / "project" / "_build" / "default" / "lib" / "upa").exists()
+
+
+@pytest.mark.skipif(REBAR3 is None, reason="rebar3 is not installed")
+def test_rebar3_gets_hex_pm_style_organization_repos_through_the_mirror(hv, upstream, tmp_path):
+    """A `hexpm:acme` repo, as rebar3 and mix name hex.pm organizations, lives at
+    <hexpm URL>/repos/acme: with hexpm pointed at the mirror, public and private deps resolve in
+    one project, each verified with its own key and origin."""
+    drop(hv, make_bundle(upstream, tmp_path, tmp_path / "deps.tar", "upa"))
+    inhouse = erlang_package("inhouse", "1.0.0")
+    assert hv.publish(inhouse).status_code == 201
+    work = tmp_path / "client"
+    work.mkdir()
+    mirror_url = f"{hv.url}/mirror/hexpm"
+    org_repo = {"name": "hexpm:acme", "repo_key": hv.repo_key, "repo_public_key": hv.public_key_pem}
+    result = rebar3_compile(work, repo_name="hexpm", repo_url=mirror_url, public_key_pem=upstream.public_pem.decode(),
+                            repo_key=hv.repo_key, deps=[("upa", "1.0.0"), ("inhouse", "1.0.0")],
+                            extra_env={"HEX_CDN": mirror_url}, extra_repos=[org_repo])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert run_erlang(work, 'io:format("~s ~s", [upb:greet(), inhouse:greet()])').stdout == \
+        "hello from upb 2.1.0 hello from inhouse 1.0.0"
+    lock = (work / "project" / "rebar.lock").read_text()
+    assert hashlib.sha256(inhouse).hexdigest().upper() in lock  # rebar3 locks no repo name, but the hash
+
+    # Hexvault's key is not hex.pm's: an org repo left to inherit hexpm's public key refuses it.
+    work2 = tmp_path / "client2"
+    work2.mkdir()
+    inherits = {"name": "hexpm:acme", "repo_key": hv.repo_key}
+    refused = rebar3_compile(work2, repo_name="hexpm", repo_url=mirror_url, public_key_pem=upstream.public_pem.decode(),
+                             repo_key=hv.repo_key, deps=[("inhouse", "1.0.0")],
+                             extra_env={"HEX_CDN": mirror_url}, extra_repos=[inherits])
+    assert refused.returncode != 0
+    assert not (work2 / "project" / "_build" / "default" / "lib" / "inhouse").exists()
