@@ -68,7 +68,9 @@ SETTINGS = (
     Setting("trusted_proxy", False, _bool, "Take the client address from X-Forwarded-For (only behind your own proxy)."),
     Setting("log_level", "INFO", _str, "Logging level: DEBUG, INFO, WARNING or ERROR."),
     Setting("access_log", False, _bool, "Log one line per request (method, path, status, ms); never credentials."),
-    Setting("mirror_requires_key", True, _bool, "Require a valid key (any organization's) to read /mirror/hexpm."),
+    Setting("mirror_requires_key", False, _bool,
+            "Require a valid key (any organization's) to read /mirror/hexpm; off by default, as it holds only "
+            "public packages and mix sends no key to a plain HEX_MIRROR."),
     Setting("mirror_public_key", "", _str,
             "PEM file of the key hex.pm mirror bundles must be signed with; empty means hex.pm's own key."),
 )

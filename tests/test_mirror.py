@@ -86,8 +86,13 @@ def test_bundle_resolves_the_closure_and_is_served_byte_for_byte(hv, upstream, t
     assert "Content-Encoding" not in served.headers and served.headers["ETag"]
     assert get(hv, "packages/upb", **{"If-None-Match": served.headers["ETag"]}).status_code == 304
     assert get(hv, "tarballs/upa-1.0.0.tar").content == upstream.file("tarballs/upa-1.0.0.tar")
+    # Open by default (public packages; mix sends no key to a plain HEX_MIRROR), like repo.hex.pm.
+    assert get(hv, "packages/upb", key=False).content == upstream.file("packages/upb")
+    hv.runtime.config = hv.runtime.config.with_updates(mirror_requires_key=True)
     assert get(hv, "packages/upb", key=False).status_code == 401
     assert get(hv, "packages/upb", key="0" * 32).status_code == 401
+    assert get(hv, "tarballs/upa-1.0.0.tar", key=False).status_code == 401
+    assert get(hv, "packages/upb").status_code == 200
     for missing in ("packages/unrelated", "tarballs/upb-2.0.0.tar", "names", "versions", "manifest.json",
                     "tarballs/upb-2.0.0%20x.tar", "packages/../keys"):
         assert get(hv, missing).status_code == 404, missing
@@ -96,7 +101,7 @@ def test_bundle_resolves_the_closure_and_is_served_byte_for_byte(hv, upstream, t
 
 
 def test_open_mirror_index_files_public_key_and_installs(hv, upstream, tmp_path):
-    hv.runtime.config = hv.runtime.config.with_updates(mirror_requires_key=False)
+    assert hv.runtime.config.mirror_requires_key is False  # the default
     drop(hv, make_bundle(upstream, tmp_path, tmp_path / "idx.tar", "--with-index", "unrelated"))
     assert get(hv, "names", key=False).content == upstream.file("names")
     assert get(hv, "versions", key=False).content == upstream.file("versions")

@@ -30,8 +30,8 @@ def hex_installs():
 
 @bp.get("/mirror/hexpm/<path:path>")
 def mirror_file(path):
-    """hex.pm's signed records and tarballs as imported; any valid key may read them when
-    mirror_requires_key is on (the default)."""
+    """hex.pm's signed records and tarballs as imported; with mirror_requires_key on, only
+    callers with a valid key (of any organization) may read them."""
     rt = runtime()
     if rt.config.mirror_requires_key and current_principal() is None:
         raise Unauthenticated("missing authentication information")
