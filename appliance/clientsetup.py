@@ -46,8 +46,9 @@ class ClientSetup:
         <hexpm URL>/repos/ORG, which the mirror serves (routes/repository.py)."""
         return "\n".join([
             self.save_public_key,
-            f"mix hex.repo set hexpm --url {self.mirror_url} --auth-key {self.repo_key} --no-oauth-exchange",
+            f"mix hex.repo set hexpm --url {self.mirror_url}",
             f"mix hex.repo add hexpm:{self.org} {self.mirror_url}/repos/{self.org} --public-key {self.org}.pem",
+            f"HEX_API_URL={self.api_url} mix hex.organization auth {self.org} --key {self.repo_key}",
         ])
 
     @property

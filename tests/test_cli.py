@@ -26,7 +26,8 @@ def test_init_prints_secrets_and_client_setup_once_and_refuses_twice(tmp_path):
     assert f"mix hex.repo add acme http://127.0.0.1:8000/repos/acme --public-key acme.pem --auth-key {repo_key}" \
         in result.output
     assert "repo_public_key => <<\"-----BEGIN PUBLIC KEY-----" in result.output
-    assert f"mix hex.repo set hexpm --url http://127.0.0.1:8000/mirror/hexpm --auth-key {repo_key}" in result.output
+    assert "mix hex.repo set hexpm --url http://127.0.0.1:8000/mirror/hexpm\n" in result.output
+    assert f"HEX_API_URL=http://127.0.0.1:8000/api mix hex.organization auth acme --key {repo_key}" in result.output
     assert "mix hex.repo add hexpm:acme http://127.0.0.1:8000/mirror/hexpm/repos/acme --public-key acme.pem" \
         in result.output
     again = run(tmp_path, "init")

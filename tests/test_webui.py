@@ -165,9 +165,14 @@ def test_org_page_client_commands_name_urls_that_serve_the_repository(hv, web):
 
     page = web.get("/admin/orgs/acme").text
     block = html.unescape(re.search(r'<pre id="mix-hexpm-org">(.*?)</pre>', page, re.S).group(1))
-    mirror = re.search(r"mix hex.repo set hexpm --url (\S+) --auth-key <REPOSITORY_KEY> --no-oauth-exchange", block)
+    mirror = re.search(r"mix hex.repo set hexpm --url (\S+)\n", block)
     org_repo = re.search(r"mix hex.repo add hexpm:acme (\S+) --public-key acme.pem", block)
-    assert mirror and org_repo and org_repo.group(1) == f"{mirror.group(1)}/repos/acme"
+    auth = re.search(r"HEX_API_URL=(\S+) mix hex.organization auth acme --key <REPOSITORY_KEY>", block)
+    assert mirror and org_repo and auth and org_repo.group(1) == f"{mirror.group(1)}/repos/acme"
+    # `mix hex.organization auth` checks the key at the API first:
+    checked = hv.http.get(f"{auth.group(1)}/auth", params={"domain": "repository", "resource": "acme"},
+                          headers={"authorization": hv.repo_key})
+    assert checked.status_code in (200, 204)
     # What mix will fetch for an `organization: "acme"` dep with that set-up:
     names = hv.http.get(f"{org_repo.group(1)}/names", headers={"authorization": hv.repo_key})
     assert names.status_code == 200 and names.content == hv.repo("names").content
