@@ -243,6 +243,10 @@ def test_a_token_does_only_what_its_scope_allows(hv):
                       key="Bearer " + widened.term["access_token"]).status_code == 403
     bad = exchange("everything")
     assert bad.status_code == 400 and bad.term["error"] == "invalid_scope"
+    for odd in ({"grant_type": "client_credentials", "client_secret": 12345},
+                {"grant_type": "client_credentials", "client_secret": both, "scope": ["api"]},
+                {"grant_type": ["client_credentials"]}):
+        assert hv.api("POST", "oauth/token", key=False, body=odd).status_code in (400, 401)
 
 
 def test_expired_tokens_are_refused(hv):

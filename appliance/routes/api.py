@@ -365,13 +365,15 @@ def oauth_token():
         return render({"error": "unsupported_grant_type",
                        "error_description": "Hexvault has no OAuth login; use an API key (HEX_API_KEY)"},
                       status=400)
-    secret = body.get("client_secret") or ""
+    secret = body.get("client_secret")
     try:
-        key = keys.authenticate(runtime().app_secret, secret)
+        key = keys.authenticate(runtime().app_secret, secret if isinstance(secret, str) else "")
     except Unauthenticated as exc:
         return render({"error": "invalid_client", "error_description": exc.message}, status=401)
-    scope = body.get("scope") if isinstance(body.get("scope"), str) and body.get("scope").strip() else keys.DEFAULT_SCOPE
+    scope = body.get("scope") or keys.DEFAULT_SCOPE
     try:
+        if not isinstance(scope, str):
+            raise Invalid("invalid_scope")
         token = keys.issue_token(runtime().app_secret, key, scope)
     except Invalid:
         return render({"error": "invalid_scope", "error_description": f"unknown scope {scope!r}"}, status=400)

@@ -2,9 +2,9 @@
 
 Registry and tarball GETs are nearly all of an appliance's traffic, and Flask's per-request
 machinery (contexts, session, routing, Response objects) costs more than the work itself. This
-layer answers ``GET|HEAD [/mirror/hexpm]/repos/ORG/(names|versions|packages/N|tarballs/F)`` with the same
-decision function as the Flask view (repository.find_file) and the same error bodies; anything
-else, and any unexpected failure, falls through to Flask.
+layer answers ``GET|HEAD [/mirror/hexpm]/repos/ORG/(names|versions|packages/N|tarballs/F)``
+with the same decision function as the Flask view (repository.find_file) and the same error
+bodies; anything else, and any unexpected failure, falls through to Flask.
 """
 
 import logging
