@@ -263,7 +263,7 @@ def _key_creator(action_org=None):
 def _create_key(principal, *, user=None, organization=None):
     body = read_body()
     raw = body.get("permissions") or []
-    if organization is not None:
+    if organization is not None and isinstance(raw, list):
         # `mix hex.organization key ORG generate --permission repository` sends no resource:
         # under /orgs/ORG it can only mean ORG.
         raw = [dict(p, resource=p.get("resource") or organization.name)

@@ -1,0 +1,48 @@
+"""Every API route that reads a body, fed fields of every wrong type, in ETF and JSON: a 4xx with
+Hex's error shape, never a 5xx, and the server keeps answering."""
+
+import itertools
+import json
+import re
+
+from appliance.protocol import etf
+from tests.driver import erlang_package
+
+FIELDS = ["name", "permissions", "reason", "message", "grant_type", "client_secret", "scope", "domain", "resource",
+          "username", "email", "password", "level", "full_name"]
+ODD_VALUES = [None, 0, -1, 2 ** 70, 1.5, True, "", "x" * 5000, "\u0000", [], [1, 2], ["api"], [{"domain": 1}],
+              [{"domain": "repository", "resource": 7}], [[1, 2, 3]], {}, {"a": {"b": [None]}}, {"domain": "api"}]
+
+
+def body_routes(app):
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("api.") or rule.endpoint == "api.not_found":
+            continue
+        for method in sorted(rule.methods & {"POST", "PUT"}):
+            values = {"org_name": "acme", "repo": "acme", "name": "hello", "version": "0.1.0", "owner": "admin"}
+            path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: values.get(m.group(1), m.group(0)), rule.rule)
+            if "<" not in path and not path.endswith(("/releases", "/publish", "/docs")):
+                yield method, path
+
+
+def test_wrongly_typed_fields_never_cause_a_server_error(hv):
+    from appliance import create_app
+
+    assert hv.publish(erlang_package("hello", "0.1.0")).status_code == 201
+    app = create_app(hv.runtime.config, hv.runtime)
+    cases = sorted(set(body_routes(app)))
+    assert len(cases) >= 6, cases
+    failures = []
+    for (method, path), (field, value) in itertools.product(cases, itertools.product(FIELDS, ODD_VALUES)):
+        body = {field: value}
+        if field != "grant_type":
+            body["grant_type"] = "client_credentials"
+        for ctype, data in (("application/vnd.hex+erlang", etf.encode(body)), ("application/json", json.dumps(body))):
+            response = hv.http.request(method, hv.url + path, data=data, headers={
+                "authorization": hv.api_key, "content-type": ctype, "accept": "application/json"})
+            if response.status_code >= 500:
+                failures.append(f"{method} {path} {ctype} {body!r:.120} -> {response.status_code}")
+            elif response.status_code >= 400:
+                assert "message" in response.json() or "error" in response.json(), (path, response.text)
+    assert failures == [], "\n".join(failures[:40])
+    assert hv.repo("names").status_code == 200
