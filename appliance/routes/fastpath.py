@@ -2,9 +2,10 @@
 
 Registry and tarball GETs are nearly all of an appliance's traffic, and Flask's per-request
 machinery (contexts, session, routing, Response objects) costs more than the work itself. This
-layer answers ``GET|HEAD [/mirror/hexpm]/repos/ORG/(names|versions|packages/N|tarballs/F)``
-with the same decision function as the Flask view (repository.find_file) and the same error
-bodies; anything else, and any unexpected failure, falls through to Flask.
+layer answers ``GET|HEAD [/mirror/hexpm]/repos/ORG/(names|versions|packages/N|tarballs/F)`` and
+the hex.pm mirror's ``/mirror/hexpm/(names|versions|packages/N|tarballs/F)`` with the same
+decision functions as the Flask views (repository.find_file, mirror.find_mirror_file) and the
+same error bodies; anything else, and any unexpected failure, falls through to Flask.
 """
 
 import logging
@@ -13,10 +14,12 @@ import re
 from appliance.db import database
 from appliance.errors import HexvaultError
 from appliance.routes.keyauth import principal_for
+from appliance.routes.mirror import find_mirror_file
 from appliance.routes.repository import find_file, not_modified
 from storage import BlobNotFound
 
 FAST_RE = re.compile(r"^(?:/mirror/hexpm)?/repos/([a-z0-9_]+)/((?:names|versions)|(?:packages|tarballs)/[^/]+)$")
+MIRROR_RE = re.compile(r"^/mirror/hexpm/((?:names|versions)|(?:packages|tarballs)/[^/]+)$")
 SMALL_FILE = 256 * 1024
 log = logging.getLogger("hexvault")
 
@@ -31,16 +34,28 @@ class RepositoryFastPath:
             return environ["HTTP_X_FORWARDED_FOR"].split(",")[0].strip()
         return environ.get("REMOTE_ADDR")
 
+    def _principal(self, environ):
+        return principal_for(self.runtime, environ.get("HTTP_AUTHORIZATION"), self._client_ip(environ),
+                             environ.get("HTTP_USER_AGENT"))
+
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD")
-        match = FAST_RE.match(environ.get("PATH_INFO", "")) if method in ("GET", "HEAD") else None
-        if match is None:
+        if method not in ("GET", "HEAD"):
             return self.app(environ, start_response)
+        path = environ.get("PATH_INFO", "")
+        repository, mirrored = FAST_RE.match(path), None
+        if repository is None:
+            mirrored = MIRROR_RE.match(path)
+            if mirrored is None:
+                return self.app(environ, start_response)
         database.connect(reuse_if_open=True)
         try:
-            principal = principal_for(self.runtime, environ.get("HTTP_AUTHORIZATION"), self._client_ip(environ),
-                                      environ.get("HTTP_USER_AGENT"))
-            blob, cache_control = find_file(self.runtime, principal, match.group(1), match.group(2))
+            if repository is not None:
+                blob, cache_control = find_file(self.runtime, self._principal(environ), repository.group(1),
+                                                repository.group(2))
+            else:
+                blob, cache_control = find_mirror_file(self.runtime, lambda: self._principal(environ),
+                                                       mirrored.group(1))
         except HexvaultError as exc:
             headers = [("Content-Type", "text/plain; charset=utf-8")]
             if exc.status == 401:

@@ -28,11 +28,17 @@ def hex_installs():
     return Response(b"", content_type="text/csv", headers={"Cache-Control": "public, max-age=3600"})
 
 
+def find_mirror_file(rt, principal, path):
+    """(Blob, Cache-Control) for GET /mirror/hexpm/PATH, or a HexvaultError. ``principal`` is a
+    function returning the caller's Principal (or None); it is only asked when a key is required.
+    Framework-free, so the fast path (fastpath.py) serves the mirror too."""
+    if rt.config.mirror_requires_key and principal() is None:
+        raise Unauthenticated("missing authentication information")
+    return mirror.blob(rt, path), TARBALL_CACHE if path.startswith("tarballs/") else REGISTRY_CACHE
+
+
 @bp.get("/mirror/hexpm/<path:path>")
 def mirror_file(path):
     """hex.pm's signed records and tarballs as imported; with mirror_requires_key on, only
     callers with a valid key (of any organization) may read them."""
-    rt = runtime()
-    if rt.config.mirror_requires_key and current_principal() is None:
-        raise Unauthenticated("missing authentication information")
-    return serve_blob(mirror.blob(rt, path), TARBALL_CACHE if path.startswith("tarballs/") else REGISTRY_CACHE)
+    return serve_blob(*find_mirror_file(runtime(), current_principal, path))
