@@ -173,7 +173,7 @@ def issue_token(app_secret, key, scope=DEFAULT_SCOPE, ttl=TOKEN_TTL, now=None):
 
 
 def authenticate_token(app_secret, token, finder=None, now=None):
-    """(active key, scope permissions) behind an access token, else Unauthenticated. Signature
+    """(active key, scope as ((domain, resource), ...)) behind an access token, else Unauthenticated. Signature
     and expiry are checked on every use; ``finder`` (key id -> Key or None) may be memoized."""
     match = _TOKEN_RE.match(token or "")
     if match is None:
@@ -183,15 +183,16 @@ def authenticate_token(app_secret, token, finder=None, now=None):
         raise Unauthenticated("invalid API key")
     if expires <= (now if now is not None else time.time()):
         raise Unauthenticated("token expired")
-    key = (finder or _key_or_none)(key_id)
+    key = (finder or find_by_id)(key_id)
     if key is None:
         raise Unauthenticated("invalid API key")
     if not key.is_active():
         raise Unauthenticated("API key revoked")
-    return key, parse_scope(bytes.fromhex(scope_hex).decode())
+    return key, tuple(tuple(p) for p in parse_scope(bytes.fromhex(scope_hex).decode()))
 
 
-def _key_or_none(key_id):
+def find_by_id(key_id):
+    """The key row with that id, revoked or not, else None."""
     return Key.get_or_none(Key.id == key_id)
 
 

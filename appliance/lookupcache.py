@@ -60,7 +60,7 @@ class LookupCache:
     def _find_id(self, key_id):
         table = self._current()[4]
         if key_id not in table:
-            self._remember(table, key_id, keys.Key.get_or_none(keys.Key.id == key_id))
+            self._remember(table, key_id, keys.find_by_id(key_id))
         return table[key_id]
 
     def org(self, name):

@@ -138,17 +138,20 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             raise BlobNotFound(key) from None
         hit = self._cache.get(key, _stamp(st))
-        if hit is not None:
-            info, data = hit
-            return (io.BytesIO(data) if data is not None else self.open(key)), info
+        if hit is not None and hit[1] is not None:
+            return io.BytesIO(hit[1]), hit[0]
         try:
             fh = open(path, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(key) from None
         stamp = _stamp(os.fstat(fh.fileno()))
         hit = self._cache.get(key, stamp)
-        if hit is not None:  # a large blob: its ETag was cached, its bytes are not
-            return fh, hit[0]
+        if hit is not None:
+            info, data = hit
+            if data is None:  # a large blob: its ETag is cached, its bytes are read from this handle
+                return fh, info
+            fh.close()
+            return io.BytesIO(data), info
         if stamp[2] <= CACHE_FILE_BYTES:
             with fh:
                 data = fh.read()

@@ -32,7 +32,6 @@ def _from_key(rt, secret, ip, user_agent):
     scope = None
     if secret.startswith(keys.TOKEN_PREFIX):
         key, scope = rt.lookups.token_key(rt.app_secret, secret)
-        scope = tuple(tuple(p) for p in scope)
     else:
         key = rt.lookups.key(rt.app_secret, secret)
     keys.touch(key, ip, user_agent)
