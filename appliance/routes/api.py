@@ -357,8 +357,9 @@ def org_keys_delete_all(org_name):
 def oauth_token():
     """client_credentials: mix exchanges a repository key for a token (hex-protocol.md §5.10).
 
-    The token (keys.issue_token) carries exactly its key's permissions for an hour and stops
-    working the moment the key is revoked; Hex saves it in hex.config instead of the key.
+    The token (keys.issue_token) may do what both its key and the requested scope allow
+    ("repositories", Hex's request, is read-only), for keys.TOKEN_TTL seconds, and stops working
+    the moment the key is revoked; Hex saves it in hex.config instead of the key.
     """
     body = read_body()
     if body.get("grant_type") != "client_credentials":
