@@ -15,9 +15,12 @@ Prints one line per figure:
     waitress_hello_rps=...                 a WSGI app that returns one byte, on waitress: the ceiling
                                            of the design's server, with no Hexvault code at all
     conditional_304_rps=...                GETs with a matching If-None-Match
+    mirror_packages_rps=...                GET /mirror/hexpm/packages/NAME (the open hex.pm mirror,
+                                           filled from a bundle signed by a stand-in upstream key)
     publish_ms_median=...                  end-to-end publish latency (HTTP, validation, registry rebuild) at N
 
 Usage: scripts/bench_registry.py [--packages 1000] [--clients 32] [--seconds 10] [--publishes 20]
+                                 [--mirror-packages 200]
 """
 
 import argparse
@@ -71,6 +74,30 @@ def fill(data_dir, n):
             packages.publish(rt, org, package_bytes(f"pkg{i:05d}", "1.0.0"), actor=packages.audit.CLI)
         fill_seconds = time.perf_counter() - started
     return repo_key, api_key, fill_seconds
+
+
+def fill_mirror(data_dir, workdir, count):
+    """Import a hex.pm bundle of ``count`` packages made by scripts/hexpm_bundle.py from a fake
+    upstream (tests/fake_hexpm.py) signed with its own key; returns (package names, key file)."""
+    from pathlib import Path
+
+    from appliance import mirror
+    from tests.fake_hexpm import FakeHexpm
+
+    names = [f"pub{i:04d}" for i in range(count)]
+    root = Path(workdir) / "upstream"
+    with FakeHexpm(root, {name: [("1.0.0", [])] for name in names}) as upstream:
+        key_file = os.path.join(workdir, "upstream.pem")
+        with open(key_file, "wb") as fh:
+            fh.write(upstream.public_pem)
+        bundle = os.path.join(workdir, "bundle.tar")
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "hexpm_bundle.py"),
+                        "--repo-url", upstream.url, "--public-key", key_file, "--out", bundle, *names],
+                       check=True, capture_output=True, timeout=600)
+    rt = open_runtime(load_config(environ={}, data_dir=data_dir, mirror_public_key=key_file))
+    with database.connection_context():
+        mirror.import_bundle(rt, bundle)
+    return names, key_file
 
 
 def wait_ready(port, deadline=30.0):
@@ -257,6 +284,7 @@ def main():
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--publishes", type=int, default=20)
+    parser.add_argument("--mirror-packages", type=int, default=200, help="packages in the hex.pm mirror bundle")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads of the server")
     args = parser.parse_args()
 
@@ -264,9 +292,10 @@ def main():
         data_dir = os.path.join(tmp, "data")
         repo_key, api_key, fill_seconds = fill(data_dir, args.packages)
         print(f"fill_packages={args.packages} fill_seconds={fill_seconds:.1f}")
+        mirror_names, mirror_key = fill_mirror(data_dir, tmp, args.mirror_packages)
         port = free_port()
         env = dict(os.environ, HEXVAULT_DATA_DIR=data_dir, HEXVAULT_PORT=str(port), HEXVAULT_LOG_LEVEL="WARNING",
-                   HEXVAULT_THREADS=str(args.threads), HEXVAULT_CONFIG="")
+                   HEXVAULT_THREADS=str(args.threads), HEXVAULT_CONFIG="", HEXVAULT_MIRROR_PUBLIC_KEY=mirror_key)
         server = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         nginx = None
@@ -286,6 +315,9 @@ def main():
                 c_rps, c_p99, _ = measure_wrk(port, [pkg_paths[0]], dict(auth, **{"if-none-match": etag}),
                                               args.clients, args.seconds, tmp)
                 print(f"conditional_304_rps={c_rps:.0f} p99_ms={c_p99:.1f}")
+                m_rps, m_p99, bad = measure_wrk(port, [f"/mirror/hexpm/packages/{n}" for n in mirror_names], {},
+                                                args.clients, args.seconds, tmp)
+                print(f"mirror_packages_rps={m_rps:.0f} p99_ms={m_p99:.1f} non_2xx={bad} packages={len(mirror_names)}")
                 nginx, nginx_port = start_nginx(rt, "bench", names, tmp)
                 if nginx is not None:
                     n_rps, n_p99, bad = measure_wrk(nginx_port, pkg_paths, {}, args.clients, args.seconds, tmp)
