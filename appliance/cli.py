@@ -27,7 +27,10 @@ class Context:
     @property
     def config(self):
         if self._config is None:
-            self._config = load_config(self.config_path)
+            try:
+                self._config = load_config(self.config_path)
+            except HexvaultError as exc:  # a bad file or HEXVAULT_* value: one line, no traceback
+                fail(exc.message)
         return self._config
 
     @property

@@ -170,5 +170,6 @@ def load_config(path=None, environ=None, **overrides):
 
 
 def describe(config):
-    """(name, value) pairs of the effective settings, for `hexvault show-config`."""
-    return [(s.name, getattr(config, s.name)) for s in SETTINGS]
+    """(name, value) pairs of the effective settings, for `hexvault show-config`; an unset
+    base_url shows the URL actually used."""
+    return [(s.name, config.external_url if s.name == "base_url" else getattr(config, s.name)) for s in SETTINGS]

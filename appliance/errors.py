@@ -66,6 +66,16 @@ class InvalidMetadata(InvalidTarball):
     """metadata.config cannot be read safely or lacks what Hex requires."""
 
 
+class ReleaseExists(Invalid):
+    """Publishing a version that exists, without replace: hexpm's 422 and wording, plus the
+    release, so the drop folder can say it in its own terms."""
+
+    def __init__(self, name, version):
+        super().__init__("Validation error(s)",
+                         {"inserted_at": "must include the --replace flag to update an existing release"})
+        self.name, self.version = name, version
+
+
 class NotInitialized(HexvaultError):
     """The data directory has not been set up with ``hexvault init``."""
 

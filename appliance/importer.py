@@ -21,7 +21,7 @@ from watchdog.observers import Observer
 
 from appliance import audit, mirror, orgs, packages
 from appliance.db import database
-from appliance.errors import HexvaultError
+from appliance.errors import Conflict, HexvaultError, ReleaseExists
 
 log = logging.getLogger("hexvault.import")
 IGNORED_SUFFIXES = (".part", ".tmp", ".reason")
@@ -56,7 +56,11 @@ def describe_error(exc):
 def publish_path(rt, org_name, path, actor):
     """Publish the tarball at ``path`` into ``org_name``; returns a message or raises HexvaultError."""
     org = orgs.get(org_name)
-    release, _created = packages.publish(rt, org, Path(path).read_bytes(), replace=False, actor=actor)
+    try:
+        release, _created = packages.publish(rt, org, Path(path).read_bytes(), replace=False, actor=actor)
+    except ReleaseExists as exc:
+        raise Conflict(f"{exc.name} {exc.version} already exists in {org_name}; imports never replace a "
+                       "release (publish with --replace, or revert it first)") from None
     return f"published {release.package.name} {release.version}"
 
 

@@ -17,7 +17,7 @@ import typing
 
 from appliance import audit, registry_builder
 from appliance.db import database, write_tx
-from appliance.errors import Invalid, InvalidTarball, NotFound
+from appliance.errors import Invalid, InvalidTarball, NotFound, ReleaseExists
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement, User, utcnow
 from appliance.protocol import tarball, versions
 
@@ -159,7 +159,7 @@ def publish(rt, org, data, *, replace=False, expected_name=None, actor=audit.CLI
             release = Release.create(package=package, version=version, published_at=now, **fields)
         else:
             if not replace:
-                raise _invalid("inserted_at", "must include the --replace flag to update an existing release")
+                raise ReleaseExists(name, version)
             if release.outer_checksum != outer_hex:
                 stale_blob = release.outer_checksum
             # A replaced release starts without retirement and docs, as on hex.pm.

@@ -59,3 +59,20 @@ def test_show_config_reports_env_overrides(tmp_path):
     result = run(tmp_path, "show-config")
     assert f"data_dir = '{tmp_path / 'data'}'" in result.output
     assert "bcrypt_rounds = 4" in result.output
+
+
+def test_config_errors_are_one_line_for_every_command(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("prot = 1\n")
+    for args in (["--config", str(bad), "show-config"], ["--config", str(bad), "serve"],
+                 ["--config", str(bad), "org", "list"]):
+        result = CliRunner().invoke(main, args, env={"HEXVAULT_CONFIG": ""})
+        assert result.exit_code == 1 and "unknown setting 'prot'" in result.output, (args, result.output)
+        assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    threads = CliRunner().invoke(main, ["show-config"], env={"HEXVAULT_THREADS": "abc", "HEXVAULT_CONFIG": ""})
+    assert threads.exit_code == 1 and "HEXVAULT_THREADS" in threads.output
+
+
+def test_show_config_prints_the_url_clients_will_use(tmp_path):
+    shown = run(tmp_path, "show-config").output
+    assert "base_url = 'http://127.0.0.1:8000'" in shown

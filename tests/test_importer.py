@@ -38,7 +38,8 @@ def test_good_and_bad_files_are_published_or_failed_with_a_reason(runtime):
     # the same release dropped again fails: the drop folder never replaces
     (drop / "again.tar").write_bytes(erlang_package("hello", "1.0.0"))
     assert importer.scan(runtime, settle_seconds=0.01)[0][1] == "failed"
-    assert "--replace" in (drop / "failed" / "again.tar.reason").read_text()
+    again = (drop / "failed" / "again.tar.reason").read_text()
+    assert "hello 1.0.0 already exists in acme" in again and "never replace" in again
 
 
 def test_unknown_organization_folder_fails_the_file(runtime):
