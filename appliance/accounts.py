@@ -83,15 +83,22 @@ def set_disabled(user, disabled, *, actor=audit.CLI):
     user.disabled_at = stamp
 
 
-_DUMMY_HASH = bcrypt.hashpw(b"timing-equalizer", bcrypt.gensalt(4))
+_DUMMY_HASHES = {}  # bcrypt cost -> a hash to check unknown users against
 
 
-def check_login(username, password):
-    """The user for a correct username and password, else Unauthenticated (same message either way)."""
+def _dummy_hash(rounds):
+    if rounds not in _DUMMY_HASHES:
+        _DUMMY_HASHES[rounds] = bcrypt.hashpw(b"timing-equalizer", bcrypt.gensalt(rounds))
+    return _DUMMY_HASHES[rounds]
+
+
+def check_login(username, password, rounds=12):
+    """The user for a correct username and password, else Unauthenticated (same message either
+    way). ``rounds`` is the configured bcrypt cost: an unknown user costs the same check."""
     user = User.get_or_none(User.username == (username or "").strip().lower())
     candidate = (password or "").encode()[:MAX_PASSWORD_BYTES]
     if user is None or not user.password_hash or user.disabled_at is not None:
-        bcrypt.checkpw(candidate, _DUMMY_HASH)  # keep timing similar for unknown users
+        bcrypt.checkpw(candidate, _dummy_hash(rounds))  # keep timing similar for unknown users
         raise Unauthenticated("invalid username and password combination")
     if not bcrypt.checkpw(candidate, user.password_hash.encode()):
         raise Unauthenticated("invalid username and password combination")

@@ -47,6 +47,13 @@ class Conflict(HexvaultError):
     message = "Conflict"
 
 
+class RateLimited(HexvaultError):
+    """Too many failed attempts from this account or address; try again later."""
+
+    status = 429
+    message = "Too many failed logins"
+
+
 class Invalid(HexvaultError):
     """Input that fails validation; ``errors`` maps field to message."""
 

@@ -11,6 +11,7 @@ import secrets
 import threading
 
 from appliance import audit
+from appliance.loginlimit import FailedLogins
 from appliance.lookupcache import LookupCache
 from appliance.db import SCHEMA_VERSION, database, init_database, write_tx
 from appliance.errors import NotInitialized
@@ -32,6 +33,7 @@ class Runtime:
         # registry_builder's encoded names/versions entries per organization (see build_index).
         self.index_cache = {}
         self.lookups = LookupCache()
+        self.failed_logins = FailedLogins()
         self._locks_guard = threading.Lock()
 
     def signing_key(self):

@@ -18,7 +18,6 @@ login_manager = LoginManager()
 def init_app(app):
     from webui import auth, docs, packages, views  # noqa: F401  (registers the routes on bp)
 
-    app.extensions["hexvault_failed_logins"] = auth.FailedLogins()
     login_manager.init_app(app)
     login_manager.login_view = "webui.login"
     login_manager.login_message = "Log in to continue."

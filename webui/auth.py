@@ -1,21 +1,14 @@
 """Log in and out, change one's own password; failed logins are rate-limited."""
 
-import collections
-import threading
-import time
-
 import flask_login
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from appliance import accounts, audit
+from appliance import accounts, audit, loginlimit
 from appliance.errors import Unauthenticated
 from appliance.models import User
 from appliance.routes.keyauth import client_ip, runtime
 from webui import bp, login_manager
-
-MAX_FAILURES = 5
-WINDOW = 15 * 60
 
 
 class LoginUser(flask_login.UserMixin):
@@ -34,40 +27,9 @@ def load_user(user_id):
     return LoginUser(user)
 
 
-class FailedLogins:
-    """Failures per account and per client address within a sliding window (in memory)."""
-
-    def __init__(self):
-        self._seen = collections.defaultdict(collections.deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key, now):
-        seen = self._seen[key]
-        while seen and seen[0] < now - WINDOW:
-            seen.popleft()
-        return seen
-
-    def blocked_for(self, *keys):
-        now = time.monotonic()
-        with self._lock:
-            waits = [self._recent(k, now)[0] + WINDOW - now for k in keys
-                     if len(self._recent(k, now)) >= MAX_FAILURES]
-        return max(waits) if waits else 0
-
-    def fail(self, *keys):
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-
-    def clear(self, key):
-        with self._lock:
-            self._seen.pop(key, None)
-
-
 def failed_logins():
-    """The per-app failure tracker (made by init_app), so each app has its own."""
-    return current_app.extensions["hexvault_failed_logins"]
+    """The server's failure tracker, shared with Basic auth on the API (appliance/loginlimit.py)."""
+    return runtime().failed_logins
 
 
 def actor():
@@ -83,12 +45,13 @@ def login():
     if request.method == "GET":
         return render_template("webui/login.html")
     username = (request.form.get("username") or "").strip().lower()
-    keys = (f"user:{username}", f"ip:{client_ip()}")
+    keys = loginlimit.keys_for(username, client_ip())
     wait = failed_logins().blocked_for(*keys)
     if wait:
         abort(429, description=f"Too many failed logins; try again in {int(wait // 60) + 1} minutes.")
     try:
-        user = accounts.check_login(username, request.form.get("password"))
+        user = accounts.check_login(username, request.form.get("password"),
+                                    rounds=runtime().config.bcrypt_rounds)
     except Unauthenticated as exc:
         failed_logins().fail(*keys)
         flash(exc.message.capitalize() + ".", "error")
@@ -116,7 +79,8 @@ def account():
     """Change one's own password (the current one is required)."""
     if request.method == "POST":
         try:
-            accounts.check_login(current_user.user.username, request.form.get("current_password"))
+            accounts.check_login(current_user.user.username, request.form.get("current_password"),
+                                 rounds=runtime().config.bcrypt_rounds)
         except Unauthenticated:
             flash("The current password is wrong.", "error")
             return render_template("webui/account.html"), 422

@@ -92,4 +92,5 @@ class RepositoryFastPath:
         return wrapper(fh, 65536) if wrapper else iter(lambda: fh.read(65536), b"")
 
 
-_REASONS = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 422: "Unprocessable Entity"}
+_REASONS = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 422: "Unprocessable Entity",
+            429: "Too Many Requests"}

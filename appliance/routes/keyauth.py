@@ -11,8 +11,8 @@ import binascii
 
 from flask import current_app, g, request
 
-from appliance import accounts, keys
-from appliance.errors import Unauthenticated
+from appliance import accounts, keys, loginlimit
+from appliance.errors import RateLimited, Unauthenticated
 from appliance.permissions import Principal
 
 
@@ -50,7 +50,18 @@ def _from_basic(rt, encoded, ip, user_agent):
             return _from_key(rt, password, ip, user_agent)
         except Unauthenticated:
             pass
-    return Principal(user=accounts.check_login(username, password))
+    # A password: the same failure limits as the login form, or Basic auth would be the way to guess.
+    limit_keys = loginlimit.keys_for(username, ip)
+    wait = rt.failed_logins.blocked_for(*limit_keys)
+    if wait:
+        raise RateLimited(f"too many failed logins; try again in {int(wait // 60) + 1} minutes")
+    try:
+        user = accounts.check_login(username, password, rounds=rt.config.bcrypt_rounds)
+    except Unauthenticated:
+        rt.failed_logins.fail(*limit_keys)
+        raise
+    rt.failed_logins.clear(limit_keys[0])
+    return Principal(user=user)
 
 
 def principal_for(rt, header, ip, user_agent):
