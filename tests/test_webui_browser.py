@@ -33,16 +33,7 @@ def browser():
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--window-size=1366,900", f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    from selenium.common.exceptions import SessionNotCreatedException, WebDriverException
-
-    # Chromium's start-up occasionally times out on a loaded 2-core machine ("session not
-    # created"); that is the browser, not Hexvault, so it gets a second chance, once.
-    try:
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    except (SessionNotCreatedException, WebDriverException):
-        shutil.rmtree(profile, ignore_errors=True)
-        os.makedirs(profile)
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)
     os.makedirs(ARTIFACTS, exist_ok=True)
     yield driver
@@ -56,13 +47,24 @@ def shot(driver, name):
 
 def submit(driver, form_css):
     """Click the form's submit button and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     button = driver.find_element(By.CSS_SELECTOR, f"{form_css} button[type=submit]")
     button.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(button))
+
+    def replaced(_driver):
+        # Mid-navigation chromedriver may answer "node does not belong to the document" instead
+        # of StaleElementReference: either way the old page is gone.
+        try:
+            button.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+
+    WebDriverWait(driver, 10).until(replaced)
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def test_admin_journey_in_chromium(hv, browser):
