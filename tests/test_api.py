@@ -249,6 +249,24 @@ def test_a_token_does_only_what_its_scope_allows(hv):
         assert hv.api("POST", "oauth/token", key=False, body=odd).status_code in (400, 401)
 
 
+def test_users_me_shows_a_key_only_what_it_may_see(hv):
+    beta = orgs.create("beta")
+    orgs.add_member(beta, hv.admin, "admin")
+    hv.admin.email = "admin@corp.example"
+    hv.admin.save()
+    assert hv.publish(erlang_package("betapkg", "1.0.0"), org="beta").status_code == 201
+    full = hv.api("GET", "users/me")  # an api:write key
+    assert {o["name"] for o in full.term["organizations"]} == {"acme", "beta"}
+    assert full.term["email"] == "admin@corp.example" and [p["name"] for p in full.term["packages"]] == ["betapkg"]
+    _row, narrow = keys.create(hv.runtime.app_secret, "acme-only", [["repository", "acme"]], user=hv.admin)
+    for credential in (narrow, "Bearer " + keys.issue_token(hv.runtime.app_secret, _row, "repository:acme")):
+        me = hv.api("GET", "users/me", key=credential)
+        assert me.status_code == 200 and me.term["username"] == "admin"
+        assert [o["name"] for o in me.term["organizations"]] == ["acme"]
+        assert me.term["packages"] == [] and me.term["email"] is None
+        assert b"betapkg" not in me.content and b"beta" not in me.content
+
+
 def test_expired_tokens_are_refused(hv):
     key = keys.get("acme-read", organization=hv.org)
     stale = keys.issue_token(hv.runtime.app_secret, key, ttl=-1)

@@ -178,3 +178,20 @@ def test_org_page_client_commands_name_urls_that_serve_the_repository(hv, web):
     assert names.status_code == 200 and names.content == hv.repo("names").content
     plain = re.search(r"mix hex.repo add acme (\S+) --public-key acme.pem", page).group(1)
     assert hv.http.get(f"{plain}/names", headers={"authorization": hv.repo_key}).status_code == 200
+
+
+@pytest.mark.parametrize("target,expected", [
+    ("/admin/orgs/acme", "/admin/orgs/acme"),
+    ("/%09/evil.example", "/admin/"), ("/\t/evil.example", "/admin/"), ("/\\evil.example", "/admin/"),
+    ("//evil.example", "/admin/"), ("https://evil.example/", "/admin/"), ("javascript:alert(1)", "/admin/"),
+])
+def test_login_redirects_only_to_paths_on_this_site(hv, target, expected):
+    import urllib.parse
+
+    session = WebSession(hv.url)
+    session.get("/admin/login")
+    query = target if "%" in target else urllib.parse.quote(target, safe="/:")
+    response = session.post(f"/admin/login?next={query}", {"username": "admin", "password": "admin-password"},
+                            allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"] in (expected, hv.url + expected)

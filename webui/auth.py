@@ -1,5 +1,7 @@
 """Log in and out, change one's own password; failed logins are rate-limited."""
 
+import urllib.parse
+
 import flask_login
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -58,11 +60,19 @@ def login():
         return render_template("webui/login.html", username=username), 401
     failed_logins().clear(keys[0])
     flask_login.login_user(LoginUser(user))
-    target = request.args.get("next") or ""
-    # Only same-site paths: an open redirect would let a link send a fresh session elsewhere.
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("webui.index")
-    return redirect(target)
+    return redirect(_same_site_path(request.args.get("next")) or url_for("webui.index"))
+
+
+def _same_site_path(target):
+    """``target`` if it is a path on this site, else None: an open redirect would let a link send
+    a freshly logged-in user elsewhere. Browsers drop tabs and newlines from URLs and read a
+    backslash as a slash, so any control character or backslash disqualifies a target."""
+    if not target or any(ord(c) < 0x20 or c in "\\\x7f" for c in target):
+        return None
+    parts = urllib.parse.urlsplit(target)
+    if not target.startswith("/") or target.startswith("//") or parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 @bp.post("/logout")

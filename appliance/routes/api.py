@@ -85,10 +85,18 @@ def users_me():
         return render({"username": f"{org.name} (organization key)", "email": None, "full_name": None,
                        "handles": {}, "url": None, "inserted_at": None, "updated_at": None,
                        "organizations": [{"name": org.name, "role": role}], "packages": []})
-    memberships = orgs.memberships_of(principal.user)
-    owned = list(Package.select().where(Package.organization.in_([m.organization_id for m in memberships]))
-                 .order_by(Package.name).limit(1000))
-    return render(serializers.user(base_url(), principal.user, memberships, owned))
+    # A key shows only what it may see: a repository-only key (or token) names its user and the
+    # organizations it reads, not the user's email, other memberships or their packages.
+    memberships = [m for m in orgs.memberships_of(principal.user)
+                   if principal.key_allows(permissions.API_READ, m.organization.name)
+                   or principal.key_allows(permissions.READ_REPOSITORY, m.organization.name)]
+    listed = [m.organization_id for m in memberships
+              if principal.key_allows(permissions.API_READ, m.organization.name)]
+    owned = list(Package.select().where(Package.organization.in_(listed)).order_by(Package.name).limit(1000))
+    data = serializers.user(base_url(), principal.user, memberships, owned)
+    if not principal.key_allows(permissions.API_READ, ""):
+        data.update(email=None, full_name=None)
+    return render(data)
 
 
 # -- packages and releases ----------------------------------------------------------------------
