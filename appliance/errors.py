@@ -47,6 +47,14 @@ class Conflict(HexvaultError):
     message = "Conflict"
 
 
+class UnsupportedMediaType(HexvaultError):
+    """A body type Hex clients never send (HTML form and text types, which browsers can send
+    cross-site without asking)."""
+
+    status = 415
+    message = "Unsupported media type"
+
+
 class RateLimited(HexvaultError):
     """Too many failed attempts from this account or address; try again later."""
 

@@ -338,3 +338,20 @@ def test_mix_facing_details_found_with_the_real_client(hv):
     assert created.term["permissions"] == [{"domain": "repository", "resource": "acme"}]
     refused = hv.api("POST", "keys", body={"name": "r", "permissions": [{"domain": "repository"}]})
     assert refused.status_code == 422 and "requires a resource" in refused.term["errors"]["permissions"]
+
+
+def test_api_writes_refuse_what_a_browser_can_send_cross_site(hv):
+    assert hv.publish(erlang_package("hello", "0.1.0")).status_code == 201
+    retire = f"{hv.url}/api/repos/acme/packages/hello/releases/0.1.0/retire"
+    body = '{"reason": "security", "message": "forged"}'
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        response = hv.http.post(retire, data=body, headers={"authorization": hv.api_key, "content-type": ctype,
+                                                            "accept": "application/json"})
+        assert response.status_code == 415 and "unsupported content type" in response.json()["message"]
+    cross = hv.http.post(retire, data=body, headers={"authorization": hv.api_key, "content-type": "application/json",
+                                                    "sec-fetch-site": "cross-site", "accept": "application/json"})
+    assert cross.status_code == 403
+    assert hv.registry_package("hello")["releases"][0].get("retired") is None  # nothing happened
+    same = hv.http.post(retire, data=body, headers={"authorization": hv.api_key, "content-type": "application/json",
+                                                   "accept": "application/json"})
+    assert same.status_code == 204

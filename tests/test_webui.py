@@ -154,7 +154,14 @@ def test_private_docs_are_sandboxed_and_need_membership(hv, web):
         ("application/javascript", "text/javascript"))
     latest = web.get("/docs/acme/hello/", allow_redirects=False)
     assert latest.status_code == 302 and latest.headers["Location"].endswith("/docs/acme/hello/0.1.0/")
-    assert WebSession(hv.url).get("/docs/acme/hello/0.1.0/").status_code == 401  # anonymous
+    # anonymous: to the login form and back, never a Basic challenge a browser would cache and
+    # replay to the API
+    anonymous = WebSession(hv.url).get("/docs/acme/hello/0.1.0/", allow_redirects=False)
+    assert anonymous.status_code == 302 and "WWW-Authenticate" not in anonymous.headers
+    assert anonymous.headers["Location"].endswith("/admin/login?next=/docs/acme/hello/0.1.0/")
+    assert "Hello docs" not in anonymous.text
+    # a wrong key is still a plain 401
+    assert hv.http.get(f"{hv.url}/docs/acme/hello/0.1.0/", headers={"authorization": "0" * 32}).status_code == 401
     # a repository key of the organization reads docs too, without a session
     assert hv.http.get(f"{hv.url}/docs/acme/hello/0.1.0/", headers={"authorization": hv.repo_key}).status_code == 200
     assert web.get("/docs/acme/hello/0.1.0/../../../etc/passwd").status_code == 404

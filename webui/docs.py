@@ -5,11 +5,11 @@ Content-Security-Policy, so it runs in an opaque origin and can neither read the
 nor act as the user.
 """
 
-from flask import Blueprint, Response, redirect, url_for
+from flask import Blueprint, Response, redirect, request, url_for
 from flask_login import current_user
 
 from appliance import docs, orgs, permissions
-from appliance.errors import NotFound, Unauthenticated
+from appliance.errors import NotFound
 from appliance.permissions import Principal
 from appliance.routes.keyauth import current_principal, runtime
 
@@ -19,12 +19,22 @@ SANDBOX = ("sandbox allow-scripts allow-popups; default-src 'self' 'unsafe-inlin
            "img-src 'self' data:; frame-ancestors 'self'")
 
 
+class _LoginFirst(Exception):
+    """No key and no session: send the browser to the login form, never a Basic challenge (a
+    browser would cache Basic credentials for realm "hex" and replay them to the API)."""
+
+
+@bp.errorhandler(_LoginFirst)
+def _login_first(_exc):
+    return redirect(url_for("webui.login", next=request.path))
+
+
 def _org_for_reader(org_name):
     reader = current_principal()
     if reader is None and current_user.is_authenticated:
         reader = Principal(user=current_user.user)
     if reader is None:
-        raise Unauthenticated("log in or send a key to read private docs")
+        raise _LoginFirst()
     try:
         org = orgs.get(org_name)
     except NotFound:

@@ -8,13 +8,29 @@ mix sends that literal). Views parse, call one service, and render.
 from flask import Blueprint, Response, request
 
 from appliance import audit, keys, orgs, packages, permissions
-from appliance.errors import Forbidden, Invalid, InvalidTarball, NotFound, Unauthenticated
+from appliance.errors import Forbidden, Invalid, InvalidTarball, NotFound, Unauthenticated, UnsupportedMediaType
 from appliance.models import Package
 from appliance.routes import serializers
 from appliance.routes.keyauth import client_ip, require_principal, runtime
 from appliance.routes.responses import read_body, render
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+# The body types a browser may send cross-site without a CORS preflight. Hex clients send ETF,
+# JSON or application/octet-stream, so refusing these keeps a page from driving the API with
+# credentials the browser has cached (Basic auth for realm "hex").
+_BROWSER_SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+@bp.before_request
+def refuse_cross_site_writes():
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        raise Forbidden("cross-site requests are refused")
+    if request.mimetype in _BROWSER_SIMPLE_TYPES:
+        raise UnsupportedMediaType("unsupported content type: send application/vnd.hex+erlang, application/json "
+                                   "or application/octet-stream")
 
 
 def route(rule, **options):
