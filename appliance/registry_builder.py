@@ -95,11 +95,15 @@ def build_index(org, private_key, cache=None):
     re-encoded, so a publish into a large organization costs one package, not all of them.
     """
     cache = {} if cache is None else cache
-    current = dict(Package.select(Package.name, Package.revision).where(Package.organization == org.id).tuples())
+    # Revision and creation time together: a package deleted and made again by another process
+    # (the CLI) is a new row whose revision, and even id (SQLite reuses the highest rowid), may
+    # repeat the old one's.
+    rows = Package.select(Package.name, Package.revision, Package.created_at).where(Package.organization == org.id)
+    current = {name: (revision, created) for name, revision, created in rows.tuples()}
     for name in list(cache):
         if name not in current:
             del cache[name]
-    stale = [name for name, revision in current.items() if name not in cache or cache[name][0] != revision]
+    stale = [name for name, stamp in current.items() if name not in cache or cache[name][0] != stamp]
     for start in range(0, len(stale), 500):
         chunk = stale[start:start + 500]
         fresh = _index_entries(org, chunk)

@@ -30,7 +30,9 @@ def check_key(key):
 
 
 def _stamp(st):
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    # ctime too: file systems with coarse timestamps can give a replacement that reuses a freed
+    # inode the same mtime and size; a rename also moves ctime.
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 class _ReadCache:
@@ -105,6 +107,7 @@ class LocalStore:
             except FileNotFoundError:
                 pass
             raise
+        self._cache.drop(key)  # this process never trusts a stamp across its own writes
         _fsync_dir(path.parent)
 
     def get(self, key):
@@ -152,7 +155,7 @@ class LocalStore:
                 return fh, info
             fh.close()
             return io.BytesIO(data), info
-        if stamp[2] <= CACHE_FILE_BYTES:
+        if stamp[-1] <= CACHE_FILE_BYTES:
             with fh:
                 data = fh.read()
             info = BlobInfo(len(data), f'"{hashlib.sha256(data).hexdigest()}"')
@@ -162,7 +165,7 @@ class LocalStore:
         for chunk in iter(lambda: fh.read(1 << 16), b""):
             digest.update(chunk)
         fh.seek(0)
-        info = BlobInfo(stamp[2], f'"{digest.hexdigest()}"')
+        info = BlobInfo(stamp[-1], f'"{digest.hexdigest()}"')
         self._cache.put(key, stamp, info, None)
         return fh, info
 

@@ -95,3 +95,20 @@ def test_incremental_index_is_byte_identical_to_a_fresh_build(runtime):
     assert payload == registry.encode_versions("acme", [
         {"name": "alpha", "versions": ["1.0.0", "1.1.0-rc.1"], "retired": [0]},
         {"name": "mid", "versions": ["1.0.0"], "retired": []}])
+
+
+def test_index_cache_notices_a_package_remade_by_another_process(runtime, config):
+    """The CLI (another process, its own caches) reverts a package's only release, which deletes
+    the package, and publishes the name again: a new row that may carry the same revision."""
+    from appliance.runtime import open_runtime
+
+    org = orgs.create("acme")
+    packages.publish(runtime, org, erlang_package("hello", "1.0.0"), actor=audit.CLI)
+    assert runtime.index_cache[org.id]["hello"]  # this server has hello 1.0.0's entries cached
+    cli = open_runtime(config)
+    packages.revert(cli, org, "hello", "1.0.0", actor=audit.CLI)
+    packages.publish(cli, org, erlang_package("hello", "2.0.0"), actor=audit.CLI)
+    packages.publish(runtime, org, erlang_package("other", "1.0.0"), actor=audit.CLI)  # the server rebuilds
+    payload = registry.decode_signed(runtime.store.get("registry/acme/versions"), _public_key())
+    assert {p["name"]: p["versions"] for p in registry.decode_versions(payload, "acme")["packages"]} == {
+        "hello": ["2.0.0"], "other": ["1.0.0"]}
