@@ -146,9 +146,7 @@ def serve(ctx, host, port):
     click.echo(f"Hexvault {__version__} serving on http://{config.host}:{config.port} "
                f"(external URL {config.external_url})", err=True)
     try:
-        server = serving.create_server(app, host=config.host, port=config.port, threads=config.threads,
-                                       max_request_body_size=config.max_tarball_size + 1024 * 1024,
-                                       ident="hexvault", clear_untrusted_proxy_headers=True)
+        server = serving.create_server(app, config, host=config.host, port=config.port)
         server.print_listen("Serving on http://{}:{}")
         server.run()
     finally:

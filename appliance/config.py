@@ -65,7 +65,9 @@ SETTINGS = (
     Setting("max_uncompressed_size", 128 * MiB, _int, "Largest uncompressed package contents or docs, in bytes (hex.pm: 128 MiB)."),
     Setting("bcrypt_rounds", 12, _int, "bcrypt cost for passwords; tests lower it."),
     Setting("secure_cookies", False, _bool, "Mark session cookies Secure; turn on when served over HTTPS."),
-    Setting("trusted_proxy", False, _bool, "Take the client address from X-Forwarded-For (only behind your own proxy)."),
+    Setting("trusted_proxy", False, _bool,
+            "Take the client address from the last X-Forwarded-For hop (only when every request comes through "
+            "your own proxy)."),
     Setting("log_level", "INFO", _str, "Logging level: DEBUG, INFO, WARNING or ERROR."),
     Setting("access_log", False, _bool, "Log one line per request (method, path, status, ms); never credentials."),
     Setting("mirror_requires_key", False, _bool,

@@ -76,10 +76,21 @@ class _KeepAliveChannel(HTTPChannel):
     task_class = _KeepAliveTask
 
 
-def create_server(app, **options):
-    """waitress.create_server with the keep-alive fix above; `hexvault serve` and the tests'
-    live servers both use it."""
-    server = waitress.create_server(app, **options)
+def waitress_options(config):
+    """The waitress settings a config implies. Behind a trusted proxy, waitress itself replaces
+    REMOTE_ADDR with the address the proxy reports (the last X-Forwarded-For hop, which the client
+    cannot forge); otherwise it strips forwarding headers, and REMOTE_ADDR is the peer."""
+    options = dict(threads=config.threads, max_request_body_size=config.max_tarball_size + 1024 * 1024,
+                   ident="hexvault", clear_untrusted_proxy_headers=True)
+    if config.trusted_proxy:
+        options.update(trusted_proxy="*", trusted_proxy_headers={"x-forwarded-for"}, trusted_proxy_count=1)
+    return options
+
+
+def create_server(app, config=None, **options):
+    """waitress.create_server with the keep-alive fix above and ``config``'s options (overridden
+    by ``options``); `hexvault serve` and the tests' live servers both use it."""
+    server = waitress.create_server(app, **dict(waitress_options(config) if config else {}, **options))
     for listener in [server, *getattr(server, "map", {}).values()]:
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = _KeepAliveChannel

@@ -46,9 +46,9 @@ class LiveServer:
         self.server = None
         self.thread = None
 
-    def start(self, app):
-        self.server = serving.create_server(app, sockets=[self.socket], threads=8,
-                                             max_request_body_size=64 * 1024 * 1024)
+    def start(self, app, config=None):
+        self.server = serving.create_server(app, config, sockets=[self.socket], threads=8,
+                                            max_request_body_size=64 * 1024 * 1024)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         return self
@@ -74,7 +74,7 @@ def live_server(config, runtime):
     # The external URL must be the live one: it is printed in client commands and API URLs.
     server = LiveServer()
     runtime.config = config.with_updates(base_url=server.url)
-    server.start(create_app(runtime.config, runtime))
+    server.start(create_app(runtime.config, runtime), runtime.config)
     yield server
     server.stop()
 

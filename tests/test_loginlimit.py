@@ -40,3 +40,38 @@ def test_a_correct_password_clears_the_account_and_trackers_forget():
 
 def test_unknown_users_cost_the_configured_bcrypt_rounds():
     assert accounts._dummy_hash(5).startswith(b"$2b$05$")  # noqa: SLF001 - the cost is the point
+
+
+def test_behind_a_trusted_proxy_the_limit_is_per_forwarded_address(runtime, config):
+    from appliance import create_app
+    from tests.conftest import LiveServer, make_world
+
+    make_world(runtime)
+    server = LiveServer()
+    runtime.config = config.with_updates(base_url=server.url, trusted_proxy=True)
+    server.start(create_app(runtime.config, runtime), runtime.config)
+    try:
+        url = f"{server.url}/api/users/me"
+
+        def me(user, password, forwarded):
+            return requests.get(url, auth=(user, password), headers={"X-Forwarded-For": forwarded}, timeout=10)
+
+        for attempt in range(MAX_FAILURES):  # five different accounts, one address
+            assert me(f"ghost{attempt}", "nope", "10.9.9.9").status_code == 401
+        assert me("admin", "admin-password", "10.9.9.9").status_code == 429
+        # The proxy appends the real peer last; a client cannot hide behind a forged first hop.
+        assert me("admin", "admin-password", "10.1.1.1, 10.9.9.9").status_code == 429
+        assert me("admin", "admin-password", "10.1.1.1").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_without_a_trusted_proxy_forwarded_addresses_are_ignored(hv):
+    url = f"{hv.url}/api/users/me"
+    for attempt in range(MAX_FAILURES):
+        response = requests.get(url, auth=(f"ghost{attempt}", "nope"), timeout=10,
+                                headers={"X-Forwarded-For": f"10.0.0.{attempt}"})
+        assert response.status_code == 401
+    # All five came from 127.0.0.1 whatever the header said, so that address is blocked.
+    assert requests.get(url, auth=("admin", "admin-password"), timeout=10,
+                        headers={"X-Forwarded-For": "10.7.7.7"}).status_code == 429

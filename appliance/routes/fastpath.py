@@ -29,13 +29,9 @@ class RepositoryFastPath:
         self.app = app
         self.runtime = runtime
 
-    def _client_ip(self, environ):
-        if self.runtime.config.trusted_proxy and environ.get("HTTP_X_FORWARDED_FOR"):
-            return environ["HTTP_X_FORWARDED_FOR"].split(",")[0].strip()
-        return environ.get("REMOTE_ADDR")
-
     def _principal(self, environ):
-        return principal_for(self.runtime, environ.get("HTTP_AUTHORIZATION"), self._client_ip(environ),
+        # REMOTE_ADDR is the client's address, set by waitress from a trusted proxy's header if any.
+        return principal_for(self.runtime, environ.get("HTTP_AUTHORIZATION"), environ.get("REMOTE_ADDR"),
                              environ.get("HTTP_USER_AGENT"))
 
     def __call__(self, environ, start_response):

@@ -21,10 +21,8 @@ def runtime():
 
 
 def client_ip():
-    if runtime().config.trusted_proxy:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
+    """The caller's address; behind a trusted proxy waitress has already put the forwarded one
+    here (serving.waitress_options)."""
     return request.remote_addr
 
 
