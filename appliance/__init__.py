@@ -4,6 +4,7 @@
 keys) and registers the repository, API and admin blueprints. Nothing runs at import time.
 """
 
+import datetime
 import logging
 import re
 import time
@@ -75,6 +76,8 @@ def create_app(config=None, runtime=None):
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.secure_cookies,
         SESSION_COOKIE_NAME="hexvault_session",
+        # Flask checks the signed cookie's age on every request: a copied cookie dies within this.
+        PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=12),
     )
     app.extensions["hexvault"] = runtime
     app.wsgi_app = MergeSlashes(RepositoryFastPath(app.wsgi_app, runtime))

@@ -1,5 +1,7 @@
 """Users: creation, bcrypt passwords, login checks."""
 
+import hashlib
+import hmac
 import re
 import secrets
 
@@ -81,6 +83,12 @@ def set_disabled(user, disabled, *, actor=audit.CLI):
         User.update(disabled_at=stamp, updated_at=utcnow()).where(User.id == user.id).execute()
         audit.record(actor, "user.disable" if disabled else "user.enable", target=user.username)
     user.disabled_at = stamp
+
+
+def session_epoch(app_secret, user):
+    """A short tag of the user's current password, kept in their web session: setting a new
+    password (themselves or by an admin) changes it, which ends every older session."""
+    return hmac.new(app_secret, f"session|{user.id}|{user.password_hash}".encode(), hashlib.sha256).hexdigest()[:24]
 
 
 _DUMMY_HASHES = {}  # bcrypt cost -> a hash to check unknown users against

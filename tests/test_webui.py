@@ -115,6 +115,33 @@ def test_change_own_password_needs_the_current_one(hv, web):
     assert WebSession(hv.url).login(password="new-password-1").status_code == 200
 
 
+def test_a_password_change_ends_the_users_other_sessions(hv, web):
+    other = WebSession(hv.url)  # the same admin, logged in elsewhere (or a stolen cookie)
+    assert other.login().status_code == 200
+    assert other.get("/admin/account", allow_redirects=False).status_code == 200
+    changed = web.post("/admin/account", {"current_password": "admin-password", "new_password": "new-password-2",
+                                          "confirm_password": "new-password-2"})
+    assert changed.status_code == 200 and "Password changed" in changed.text
+    assert web.get("/admin/account", allow_redirects=False).status_code == 200  # this session goes on
+    assert other.get("/admin/account", allow_redirects=False).status_code == 302  # that one is over
+    # An admin resetting someone's password ends that user's sessions too.
+    accounts.create_user("carol", "carol-password", rounds=4)
+    carol = WebSession(hv.url)
+    assert carol.login("carol", "carol-password").status_code == 200
+    accounts.set_password(accounts.get_user("carol"), "carol-new-password", rounds=4)
+    assert carol.get("/admin/account", allow_redirects=False).status_code == 302
+
+
+def test_logging_in_starts_a_fresh_session(hv):
+    session = WebSession(hv.url)
+    session.get("/admin/login")
+    planted = session.token  # a token from before login, as a fixation attack would plant
+    assert session.login().status_code == 200
+    session.get("/admin/account")
+    assert session.token and session.token != planted
+    assert session.post("/admin/orgs", {"name": "planted", "csrf_token": planted}, csrf=False).status_code == 400
+
+
 def test_package_page_retire_and_unretire(hv, web):
     assert hv.publish(erlang_package("hello", "0.1.0")).status_code == 201
     page = web.get("/admin/orgs/acme/packages/hello")

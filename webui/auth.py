@@ -3,7 +3,7 @@
 import urllib.parse
 
 import flask_login
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from appliance import accounts, audit, loginlimit
@@ -26,6 +26,8 @@ def load_user(user_id):
     user = User.get_or_none(User.id == int(user_id))
     if user is None or user.disabled_at is not None:
         return None
+    if session.get("auth_epoch") != accounts.session_epoch(runtime().app_secret, user):
+        return None  # the password changed since this session logged in
     return LoginUser(user)
 
 
@@ -59,6 +61,9 @@ def login():
         flash(exc.message.capitalize() + ".", "error")
         return render_template("webui/login.html", username=username), 401
     failed_logins().clear(keys[0])
+    # A fresh session: nothing planted in a pre-login cookie (a CSRF token, say) survives login.
+    session.clear()
+    session["auth_epoch"] = accounts.session_epoch(runtime().app_secret, user)
     flask_login.login_user(LoginUser(user))
     return redirect(_same_site_path(request.args.get("next")) or url_for("webui.index"))
 
@@ -99,6 +104,8 @@ def account():
             return render_template("webui/account.html"), 422
         accounts.set_password(current_user.user, request.form.get("new_password") or "",
                               rounds=runtime().config.bcrypt_rounds, actor=actor())
+        # This session goes on; every other session of the user ends (their tag no longer matches).
+        session["auth_epoch"] = accounts.session_epoch(runtime().app_secret, current_user.user)
         flash("Password changed.", "info")
         return redirect(url_for("webui.account"))
     return render_template("webui/account.html")
