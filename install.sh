@@ -50,6 +50,8 @@ Production (as root):
   --python PATH       Python (>= 3.11, with venv) for the virtualenv; it must be reachable
                       by the service user (default: the system python3)
   --unit-dir DIR      where to write hexvault.service (default: /etc/systemd/system)
+  --bin-dir DIR       where to put the hexvault admin command, which runs the CLI as the
+                      service user with the installed configuration (default: /usr/local/bin)
   --no-start          do not enable or start the service
 
   --host, --port and --base-url are written to the configuration file only when it is
@@ -69,7 +71,7 @@ die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 # --- options ------------------------------------------------------------------------------
 MODE=prod
 DATA_DIR="" PORT="" HOST="" BASE_URL="" WHEELHOUSE="" PYTHON=""
-PREFIX="" CONFIG_DIR="" SVC_USER="" UNIT_DIR=""
+PREFIX="" CONFIG_DIR="" SVC_USER="" UNIT_DIR="" BIN_DIR=""
 ADMIN=admin ORG=acme NO_SERVE=0 NO_START=0
 prod_only=() dev_only=()
 
@@ -95,6 +97,7 @@ while [ "$#" -gt 0 ]; do
         --config-dir) need_value "$@"; CONFIG_DIR="$2"; prod_only+=("$1"); shift ;;
         --user) need_value "$@"; SVC_USER="$2"; prod_only+=("$1"); shift ;;
         --unit-dir) need_value "$@"; UNIT_DIR="$2"; prod_only+=("$1"); shift ;;
+        --bin-dir) need_value "$@"; BIN_DIR="$2"; prod_only+=("$1"); shift ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
@@ -233,6 +236,7 @@ prod_install() {
     DATA_DIR="$(abspath "${DATA_DIR:-/var/lib/hexvault}")"
     CONFIG_DIR="$(abspath "${CONFIG_DIR:-/etc/hexvault}")"
     UNIT_DIR="$(abspath "${UNIT_DIR:-/etc/systemd/system}")"
+    BIN_DIR="$(abspath "${BIN_DIR:-/usr/local/bin}")"
     SVC_USER="${SVC_USER:-hexvault}"
     HOST="${HOST:-0.0.0.0}"
     CONFIG_FILE="$CONFIG_DIR/hexvault.toml"
@@ -393,6 +397,36 @@ EOF
     chmod 0644 "$unit.tmp"
     mv -f "$unit.tmp" "$unit"
     say "wrote $unit"
+
+    # --- the admin command ----------------------------------------------------------------
+    # Run as root, the CLI would leave root-owned files in the data directory that the service
+    # cannot write; this command always runs it as the service user with the installed config.
+    local wrapper="$BIN_DIR/hexvault" marker="# hexvault admin command, written by install.sh"
+    if [ -e "$wrapper" ] && ! grep -qF "$marker" "$wrapper" 2>/dev/null; then
+        warn "$wrapper exists and was not written by install.sh; leaving it (use $venv/bin/hexvault)"
+    else
+        mkdir -p "$BIN_DIR"
+        local q_user q_config q_program
+        q_user="$(printf %q "$SVC_USER")"
+        q_config="$(printf %q "$CONFIG_FILE")"
+        q_program="$(printf %q "$venv/bin/hexvault")"
+        {
+            printf '#!/bin/sh\n%s\n' "$marker"
+            printf '# Runs the Hexvault CLI as %s with %s; file arguments (import, backup,\n' "$SVC_USER" "$CONFIG_FILE"
+            printf '# restore) must be readable or writable by that user.\n'
+            printf 'if [ "$(id -u)" -eq 0 ]; then\n'
+            printf '    exec runuser -u %s -- env HEXVAULT_CONFIG=%s %s "$@"\n' "$q_user" "$q_config" "$q_program"
+            printf 'elif [ "$(id -un)" = %s ]; then\n' "$q_user"
+            printf '    HEXVAULT_CONFIG=%s exec %s "$@"\n' "$q_config" "$q_program"
+            printf 'else\n'
+            printf '    echo "hexvault: run this as root (sudo hexvault ...) or as %s" >&2\n' "$SVC_USER"
+            printf '    exit 1\n'
+            printf 'fi\n'
+        } >"$wrapper.tmp"
+        chmod 0755 "$wrapper.tmp"
+        mv -f "$wrapper.tmp" "$wrapper"
+        say "wrote the admin command $wrapper (e.g. sudo hexvault org list)"
+    fi
 
     local manual
     manual="$(printf 'sudo -u %q HEXVAULT_CONFIG=%q %q serve' "$SVC_USER" "$CONFIG_FILE" "$venv/bin/hexvault")"

@@ -66,7 +66,7 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     port = free_port()
     root = server_root
     dirs = {"--prefix": root / "opt", "--data-dir": root / "data", "--config-dir": root / "etc",
-            "--unit-dir": root / "units"}
+            "--unit-dir": root / "units", "--bin-dir": root / "bin"}
     args = [str(wheelhouse / "install.sh"), "--wheelhouse", str(wheelhouse), "--user", service_user,
             "--host", "127.0.0.1", "--port", str(port), "--base-url", f"http://127.0.0.1:{port}", "--no-start"]
     for option, path in dirs.items():
@@ -120,7 +120,12 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     proc = serve()
     try:
         check_serving()
-        # The server writes as the service user: files it creates are not world-readable.
+        # The admin command runs the CLI as the service user with the installed config, even for
+        # root, so what it writes (here, an organization and its registry files) stays the service's.
+        admin = dirs["--bin-dir"] / "hexvault"
+        created = subprocess.run([str(admin), "org", "create", "beta"], capture_output=True, text=True, timeout=60)
+        assert created.returncode == 0 and f"http://127.0.0.1:{port}/repos/beta" in created.stdout, created.stderr
+        assert "beta" in subprocess.run([str(admin), "org", "list"], capture_output=True, text=True).stdout
         owners = {p.stat().st_uid for p in data.rglob("*")}
         assert owners == {user.pw_uid}
     finally:
