@@ -11,7 +11,7 @@ import peewee
 from appliance import audit
 from appliance.db import write_tx
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
-from appliance.models import User, utcnow
+from appliance.models import Meta, User, utcnow
 
 USERNAME_RE = re.compile(r"^[a-z0-9_\-.]{3,40}$")
 MIN_PASSWORD = 8
@@ -85,10 +85,26 @@ def set_disabled(user, disabled, *, actor=audit.CLI):
     user.disabled_at = stamp
 
 
+def _sessions_key(user):
+    return f"sessions:{user.id}"
+
+
 def session_epoch(app_secret, user):
-    """A short tag of the user's current password, kept in their web session: setting a new
-    password (themselves or by an admin) changes it, which ends every older session."""
-    return hmac.new(app_secret, f"session|{user.id}|{user.password_hash}".encode(), hashlib.sha256).hexdigest()[:24]
+    """A short tag kept in the user's web sessions, made of their password and a counter: a new
+    password (set by them or an admin) or end_sessions() changes it, which ends older sessions."""
+    row = Meta.get_or_none(Meta.key == _sessions_key(user))
+    counter = row.value if row else "0"
+    return hmac.new(app_secret, f"session|{user.id}|{user.password_hash}|{counter}".encode(),
+                    hashlib.sha256).hexdigest()[:24]
+
+
+def end_sessions(user, *, actor=audit.CLI):
+    """End every web session of the user (the caller gives its own session the new tag)."""
+    with write_tx():
+        row = Meta.get_or_none(Meta.key == _sessions_key(user))
+        value = str(int(row.value) + 1 if row else 1)
+        Meta.insert(key=_sessions_key(user), value=value).on_conflict_replace().execute()
+        audit.record(actor, "user.sessions_end", target=user.username)
 
 
 _DUMMY_HASHES = {}  # bcrypt cost -> a hash to check unknown users against

@@ -132,6 +132,19 @@ def test_a_password_change_ends_the_users_other_sessions(hv, web):
     assert carol.get("/admin/account", allow_redirects=False).status_code == 302
 
 
+def test_sign_out_other_sessions_keeps_only_this_one(hv, web):
+    other = WebSession(hv.url)
+    assert other.login().status_code == 200
+    ended = web.post("/admin/account/sessions")
+    assert ended.status_code == 200 and "Signed out of every other session" in ended.text
+    assert web.get("/admin/account", allow_redirects=False).status_code == 200
+    assert other.get("/admin/account", allow_redirects=False).status_code == 302
+    assert other.login().status_code == 200  # logging in again works
+    audit_page = web.get("/admin/audit?action=user.sessions_end").text
+    assert "user.sessions_end" in audit_page
+    assert web.post("/admin/account/sessions", csrf=False).status_code == 400
+
+
 def test_logging_in_starts_a_fresh_session(hv):
     session = WebSession(hv.url)
     session.get("/admin/login")

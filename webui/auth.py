@@ -109,3 +109,13 @@ def account():
         flash("Password changed.", "info")
         return redirect(url_for("webui.account"))
     return render_template("webui/account.html")
+
+
+@bp.post("/account/sessions")
+@login_required
+def end_other_sessions():
+    """Sign out every other browser (a lost laptop, a shared machine); this one stays."""
+    accounts.end_sessions(current_user.user, actor=actor())
+    session["auth_epoch"] = accounts.session_epoch(runtime().app_secret, current_user.user)
+    flash("Signed out of every other session.", "info")
+    return redirect(url_for("webui.account"))
