@@ -9,6 +9,9 @@ import collections
 import threading
 import time
 
+from appliance import accounts
+from appliance.errors import RateLimited, Unauthenticated
+
 MAX_FAILURES = 5
 WINDOW = 15 * 60
 MAX_TRACKED = 50_000  # keys kept at most; beyond that, the ones with no recent failure go
@@ -62,3 +65,19 @@ class FailedLogins:
 
 def keys_for(username, ip):
     return f"user:{(username or '').strip().lower()}", f"ip:{ip}"
+
+
+def checked_login(limits, username, password, ip, rounds):
+    """accounts.check_login behind ``limits``: RateLimited while the account or address is
+    blocked, a failure counted against both, a success clearing the account."""
+    keys = keys_for(username, ip)
+    wait = limits.blocked_for(*keys)
+    if wait:
+        raise RateLimited(f"too many failed logins; try again in {int(wait // 60) + 1} minutes")
+    try:
+        user = accounts.check_login(username, password, rounds=rounds)
+    except Unauthenticated:
+        limits.fail(*keys)
+        raise
+    limits.clear(keys[0])
+    return user

@@ -7,7 +7,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_login import current_user, login_required
 
 from appliance import accounts, audit, loginlimit
-from appliance.errors import Unauthenticated
+from appliance.errors import RateLimited, Unauthenticated
 from appliance.models import User
 from appliance.routes.keyauth import client_ip, runtime
 from webui import bp, login_manager
@@ -49,18 +49,14 @@ def login():
     if request.method == "GET":
         return render_template("webui/login.html")
     username = (request.form.get("username") or "").strip().lower()
-    keys = loginlimit.keys_for(username, client_ip())
-    wait = failed_logins().blocked_for(*keys)
-    if wait:
-        abort(429, description=f"Too many failed logins; try again in {int(wait // 60) + 1} minutes.")
     try:
-        user = accounts.check_login(username, request.form.get("password"),
-                                    rounds=runtime().config.bcrypt_rounds)
+        user = loginlimit.checked_login(failed_logins(), username, request.form.get("password"), client_ip(),
+                                        runtime().config.bcrypt_rounds)
+    except RateLimited as exc:
+        abort(429, description=exc.message.capitalize() + ".")
     except Unauthenticated as exc:
-        failed_logins().fail(*keys)
         flash(exc.message.capitalize() + ".", "error")
         return render_template("webui/login.html", username=username), 401
-    failed_logins().clear(keys[0])
     # A fresh session: nothing planted in a pre-login cookie (a CSRF token, say) survives login.
     session.clear()
     session["auth_epoch"] = accounts.session_epoch(runtime().app_secret, user)

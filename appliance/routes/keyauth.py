@@ -11,8 +11,8 @@ import binascii
 
 from flask import current_app, g, request
 
-from appliance import accounts, keys, loginlimit
-from appliance.errors import RateLimited, Unauthenticated
+from appliance import keys, loginlimit
+from appliance.errors import Unauthenticated
 from appliance.permissions import Principal
 
 
@@ -49,17 +49,7 @@ def _from_basic(rt, encoded, ip, user_agent):
         except Unauthenticated:
             pass
     # A password: the same failure limits as the login form, or Basic auth would be the way to guess.
-    limit_keys = loginlimit.keys_for(username, ip)
-    wait = rt.failed_logins.blocked_for(*limit_keys)
-    if wait:
-        raise RateLimited(f"too many failed logins; try again in {int(wait // 60) + 1} minutes")
-    try:
-        user = accounts.check_login(username, password, rounds=rt.config.bcrypt_rounds)
-    except Unauthenticated:
-        rt.failed_logins.fail(*limit_keys)
-        raise
-    rt.failed_logins.clear(limit_keys[0])
-    return Principal(user=user)
+    return Principal(user=loginlimit.checked_login(rt.failed_logins, username, password, ip, rt.config.bcrypt_rounds))
 
 
 def principal_for(rt, header, ip, user_agent):
