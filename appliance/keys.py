@@ -154,9 +154,10 @@ _TOKEN_RE = re.compile(r"^hvt_([0-9]{1,18})_([0-9]{1,12})_([0-9a-f]{2,512})_([0-
 
 def parse_scope(scope):
     """An OAuth scope string ("repositories", "api:read repository:acme", ...) as permissions."""
-    scope = (scope or DEFAULT_SCOPE).strip()
-    if len(scope) > 200:
-        raise Invalid("invalid_scope", {"scope": "too long"})
+    scope = scope or DEFAULT_SCOPE
+    if not isinstance(scope, str) or len(scope) > 200:
+        raise Invalid("invalid_scope", {"scope": "must be a string of at most 200 characters"})
+    scope = scope.strip()
     return normalize_permissions([parse_permission(part) for part in scope.split()])
 
 

@@ -43,7 +43,6 @@ MAX_UNCOMPRESSED_SIZE = 128 * 1024 * 1024  # hex_core default tarball_max_uncomp
 MAX_VERSION_SIZE = 32  # hex_core caps VERSION at 32 bytes
 MAX_CHECKSUM_SIZE = 128  # ... and CHECKSUM at 128 bytes
 MAX_ENTRIES = 10_000  # our own cap on entries of any kind in contents.tar.gz / docs
-MAX_FILES = MAX_ENTRIES
 MAX_README_SIZE = 512 * 1024
 MAX_EXTENDED_HEADER = 64 * 1024  # a pax or GNU long-name block; real ones hold one path
 MAX_EXTENDED_RUN = 4  # consecutive pax/GNU headers before a member (GNU tar uses 2 at most)

@@ -397,8 +397,6 @@ def oauth_token():
         return render({"error": "invalid_client", "error_description": exc.message}, status=401)
     scope = body.get("scope") or keys.DEFAULT_SCOPE
     try:
-        if not isinstance(scope, str):
-            raise Invalid("invalid_scope")
         token = keys.issue_token(runtime().app_secret, key, scope)
     except Invalid:
         return render({"error": "invalid_scope", "error_description": f"unknown scope {scope!r}"}, status=400)
