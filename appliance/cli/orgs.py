@@ -1,0 +1,60 @@
+"""``hexvault org ...``: organizations and their members."""
+
+import click
+
+from appliance import accounts, clientsetup, orgs, registry_builder
+from appliance.cli.group import command, main
+from appliance.models import SigningKey
+
+
+@main.group()
+def org():
+    """Organizations (one private repository each)."""
+
+
+@command(org, "create")
+@click.argument("name")
+def org_create(rt, name):
+    created = orgs.create(name)
+    registry_builder.ensure_index(rt, created)
+    click.echo(f"created organization {created.name}; repository at {rt.config.external_url}/repos/{created.name}")
+
+
+@command(org, "list")
+def org_list(rt):
+    for o in orgs.list_all():
+        click.echo(f"{o.name}\t{len(orgs.members(o))} members")
+
+
+@command(org, "add-member")
+@click.argument("org_name")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True)
+def org_add_member(rt, org_name, username, role):
+    orgs.add_member(orgs.get(org_name), accounts.get_user(username), role)
+    click.echo(f"{username} is now {role} in {org_name}")
+
+
+@command(org, "remove-member")
+@click.argument("org_name")
+@click.argument("username")
+def org_remove_member(rt, org_name, username):
+    orgs.remove_member(orgs.get(org_name), accounts.get_user(username))
+    click.echo(f"{username} removed from {org_name}")
+
+
+@command(org, "members")
+@click.argument("org_name")
+def org_members(rt, org_name):
+    for m in orgs.members(orgs.get(org_name)):
+        click.echo(f"{m.user.username}\t{m.role}")
+
+
+@command(org, "client-setup")
+@click.argument("org_name")
+def org_client_setup(rt, org_name):
+    """Print the mix and rebar3 set-up commands for an organization."""
+    organization = orgs.get(org_name)
+    signing = SigningKey.current()
+    click.echo(clientsetup.render_text(clientsetup.for_org(
+        rt.config.external_url, organization.name, signing.public_pem, signing.fingerprint)))

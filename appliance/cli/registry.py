@@ -1,0 +1,70 @@
+"""The registry and its contents: ``hexvault registry rebuild``, ``import`` and ``check``."""
+
+import sys
+
+import click
+
+from appliance import orgs, registry_builder
+from appliance.cli.group import command, fail, main
+from appliance.errors import HexvaultError
+
+
+@main.group()
+def registry():
+    """The signed registry files."""
+
+
+@command(registry, "rebuild")
+@click.argument("org_name", required=False)
+def registry_rebuild(rt, org_name):
+    """Rebuild and re-sign the registry of one organization, or of all."""
+    targets = [orgs.get(org_name)] if org_name else orgs.list_all()
+    for organization in targets:
+        count = registry_builder.full(rt, organization)
+        click.echo(f"{organization.name}: {count} packages")
+
+
+@command(main, "import")
+@click.argument("org_name")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def import_command(rt, org_name, paths):
+    """Publish package tarballs into ORG_NAME, or import hex.pm mirror bundles with ORG_NAME
+    `hexpm` (what the drop folder does, without moving the files)."""
+    from pathlib import Path
+
+    from appliance import audit, importer, mirror
+
+    failures = 0
+    for path in paths:
+        actor = audit.AuditContext(via="import", key_name=f"hexvault import {Path(path).name}")
+        try:
+            if org_name == importer.MIRROR_DIR:
+                message = mirror.import_bundle(rt, path, actor=actor)
+            else:
+                message = importer.publish_path(rt, org_name, path, actor)
+        except HexvaultError as exc:
+            failures += 1
+            message = f"failed: {importer.describe_error(exc)}"
+        click.echo(f"{path}: {message}")
+    if failures:
+        fail(f"{failures} of {len(paths)} file(s) not imported")
+
+
+@command(main, "check")
+@click.option("--repair", is_flag=True, help="Rebuild registries that are wrong.")
+def check(rt, repair):
+    """Verify every stored file against the database and the signing key."""
+    from appliance import check as checker
+
+    problems = checker.run(rt)
+    for problem in problems:
+        click.echo(f"{problem.org}: {problem.what}")
+    if problems and repair:
+        for name in sorted({p.org for p in problems if p.repairable}):
+            registry_builder.full(rt, orgs.get(name))
+            click.echo(f"{name}: registry rebuilt")
+        problems = checker.run(rt)
+    if problems:
+        click.echo(f"{len(problems)} problem(s)", err=True)
+        sys.exit(1)
+    click.echo("ok: every registry file verifies and matches the database")

@@ -1,0 +1,94 @@
+"""Set-up and serving: ``hexvault init``, ``serve`` and ``show-config``."""
+
+import logging
+
+import click
+
+from appliance import __version__, accounts, clientsetup, orgs, registry_builder
+from appliance.cli.group import fail, main
+from appliance.cli.keys import new_key
+from appliance.config import describe
+from appliance.db import database
+from appliance.errors import HexvaultError
+from appliance.models import SigningKey
+
+
+@main.command()
+@click.option("--admin", "admin_name", default="admin", show_default=True, help="Username of the first admin.")
+@click.option("--admin-password", envvar="HEXVAULT_ADMIN_PASSWORD",
+              help="Password of the first admin (env HEXVAULT_ADMIN_PASSWORD); generated when absent.")
+@click.option("--org", "org_name", default="acme", show_default=True, help="First organization.")
+@click.pass_obj
+def init(ctx, admin_name, admin_password, org_name):
+    """Create the data directory, signing key, first admin, organization and keys."""
+    from appliance.runtime import initialize, is_initialized
+
+    config = ctx.config
+    if is_initialized(config):
+        fail(f"{config.data_dir} is already initialized")
+    try:
+        initialize(config)
+        rt = ctx.runtime
+        with database.connection_context():
+            generated = admin_password is None
+            password = admin_password or accounts.generate_password()
+            admin = accounts.create_user(admin_name, password, is_admin=True, rounds=config.bcrypt_rounds)
+            org = orgs.create(org_name)
+            orgs.add_member(org, admin, "admin")
+            registry_builder.ensure_index(rt, org)
+            _key, repo_secret = new_key(rt, f"{org.name}-repository", [f"repository:{org.name}"], organization=org)
+            _key, api_secret = new_key(rt, f"{admin.username}-api", ["api:write"], user=admin)
+            signing = SigningKey.current()
+    except HexvaultError as exc:
+        fail(exc.message)
+    click.echo(f"Hexvault initialized in {config.data_dir}\n")
+    click.echo(f"Admin user:      {admin_name}")
+    if generated:
+        click.echo(f"Admin password:  {password}    (shown once; change it with `hexvault user set-password`)")
+    click.echo(f"Repository key:  {repo_secret}    (read access to {org.name}; shown once)")
+    click.echo(f"API key:         {api_secret}    (publish as {admin_name}; shown once)")
+    click.echo(f"Signing key:     {signing.fingerprint}\n")
+    setup = clientsetup.for_org(config.external_url, org.name, signing.public_pem, signing.fingerprint,
+                                repo_key=repo_secret, api_key=api_secret)
+    click.echo(clientsetup.render_text(setup))
+
+
+@main.command()
+@click.option("--host", help="Listen address (setting host).")
+@click.option("--port", type=int, help="Listen port (setting port).")
+@click.pass_obj
+def serve(ctx, host, port):
+    """Serve the repository, API and admin UI with waitress."""
+
+    from appliance import create_app, serving
+
+    config = ctx.config.with_updates(**{k: v for k, v in (("host", host), ("port", port)) if v})
+    try:
+        from appliance.runtime import open_runtime
+
+        rt = open_runtime(config)
+        app = create_app(config, rt)
+        background = serving.start(rt)
+    except HexvaultError as exc:
+        fail(exc.message)
+    # waitress warns "Task queue depth is N" on every queued request under load; that is
+    # normal for a busy appliance and the logging itself would slow it down.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    click.echo(f"Hexvault {__version__} serving on http://{config.host}:{config.port} "
+               f"(external URL {config.external_url})", err=True)
+    try:
+        server = serving.create_server(app, config, host=config.host, port=config.port)
+        server.print_listen("Serving on http://{}:{}")
+        server.run()
+    finally:
+        background.stop()
+
+
+@main.command("show-config")
+@click.pass_obj
+def show_config(ctx):
+    """Print the effective settings."""
+    for name, value in describe(ctx.config):
+        click.echo(f"{name} = {value!r}")
+
+
