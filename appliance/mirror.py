@@ -101,7 +101,7 @@ def _manifest(tar, members):
         sums = manifest["sha256"]
         if manifest.get("repository", REPOSITORY) != REPOSITORY or not isinstance(sums, dict):
             raise ValueError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deeply for json
         raise BundleError("manifest.json is unreadable or not for the hexpm repository") from None
     for name in members:
         if name != "manifest.json" and name not in sums:

@@ -46,3 +46,37 @@ def test_wrongly_typed_fields_never_cause_a_server_error(hv):
                 assert "message" in response.json() or "error" in response.json(), (path, response.text)
     assert failures == [], "\n".join(failures[:40])
     assert hv.repo("names").status_code == 200
+
+
+DEPTH = 100_000  # far beyond the ~1,000 levels at which Python's json parser gives up
+RAW_BODIES = {
+    "json nested list": ("application/json", b"[" * DEPTH + b"]" * DEPTH),
+    "json nested map": ("application/json", b'{"a":' * DEPTH + b"1" + b"}" * DEPTH),
+    "etf nested list": ("application/vnd.hex+erlang", b"\x83" + b"l\x00\x00\x00\x01" * DEPTH + b"j" * (DEPTH + 1)),
+    "json not utf-8": ("application/json", b'{"name": "\xff\xfe"}'),
+    "json huge number": ("application/json", b'{"name": ' + b"9" * 100_000 + b"}"),
+    "json NaN": ("application/json", b'{"name": NaN, "permissions": [Infinity]}'),
+    "json not a map": ("application/json", b'"just a string"'),
+    "etf truncated": ("application/vnd.hex+erlang", b"\x83t\x00\x00\x00\x05"),
+}
+
+
+def test_undecodable_bodies_get_a_400_without_credentials_or_with_them(hv):
+    from appliance import create_app
+
+    cases = sorted(set(body_routes(create_app(hv.runtime.config, hv.runtime))))
+    failures = []
+    for (method, path), label, authorization in itertools.product(cases, sorted(RAW_BODIES), (None, hv.api_key)):
+        ctype, data = RAW_BODIES[label]
+        headers = {"content-type": ctype, "accept": "application/json"}
+        if authorization:
+            headers["authorization"] = authorization
+        response = hv.http.request(method, hv.url + path, data=data, headers=headers)
+        if response.status_code >= 500 or not response.headers["content-type"].startswith("application/json"):
+            failures.append(f"{method} {path} {label} auth={bool(authorization)} -> {response.status_code}")
+    assert failures == [], "\n".join(failures[:40])
+    # The unauthenticated token exchange reads its body first: the nesting itself is the 400.
+    deep = hv.http.post(hv.url + "/api/oauth/token", data=RAW_BODIES["json nested list"][1],
+                        headers={"content-type": "application/json", "accept": "application/json"})
+    assert deep.status_code == 400 and deep.json()["message"] == "Bad request: body is nested too deeply"
+    assert hv.repo("names").status_code == 200

@@ -197,9 +197,13 @@ def test_altered_or_foreign_bundles_are_refused_with_a_reason_and_nothing_is_sto
     def extra_member(files):
         files["../../keys/registry-1.pem"] = b"x"
 
+    def deep_manifest(files):  # deeper than Python's json parser recurses
+        files["manifest.json"] = b"[" * 100_000 + b"]" * 100_000
+
     cases = {"corrupt.tar": (corrupt_tarball, "does not match the manifest"),
              "forged.tar": (consistent_forgery, "does not match the outer checksum its signed record gives"),
-             "extra.tar": (extra_member, "unexpected member")}
+             "extra.tar": (extra_member, "unexpected member"),
+             "deep.tar": (deep_manifest, "manifest.json is unreadable")}
     for name, (change, _reason) in cases.items():
         rewrite(make_bundle(upstream, tmp_path, tmp_path / name, "upb:2.0.0"), change)
         assert [r[1] for r in drop(hv, tmp_path / name)] == ["failed"]

@@ -7,7 +7,6 @@ The header's value is never logged.
 """
 
 import base64
-import binascii
 
 from flask import current_app, g, request
 
@@ -41,7 +40,7 @@ def _from_key(rt, secret, ip, user_agent):
 def _from_basic(rt, encoded, ip, user_agent):
     try:
         username, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # bad base64 (binascii.Error), non-ASCII characters in it, or undecodable UTF-8
         raise Unauthenticated("invalid username and password combination") from None
     if len(password) == 32 and all(c in "0123456789abcdef" for c in password):
         try:

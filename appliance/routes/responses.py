@@ -58,6 +58,8 @@ def read_body():
             value = json.loads(data)
     except (etf.ETFError, ValueError) as exc:
         raise HexvaultError(f"Bad request: body could not be decoded ({exc})") from None
+    except RecursionError:  # json's parser recurses once per level; the ETF decoder has its own limit
+        raise HexvaultError("Bad request: body is nested too deeply") from None
     if not isinstance(value, dict):
         raise HexvaultError("Bad request: body must be a map")
     return value
