@@ -42,10 +42,12 @@ def _digest(app_secret, secret):
     return mac[:32], mac[32:]
 
 
-def normalize_permissions(raw):
+def normalize_permissions(raw, *, check_orgs=True):
     """[{domain, resource}] or [(domain, resource)] -> [[domain, resource|None]], validated.
 
     Mix sends resource "" for a bare --permission api and rebar3_hex omits it; both mean None.
+    ``check_orgs=False`` leaves out the check that a named organization exists, for callers that
+    must answer the same whether it does or not (an OAuth scope; the API checks what may be granted).
     """
     if not isinstance(raw, (list, tuple)) or not raw:
         raise Invalid("Validation error(s)", {"permissions": "at least one permission is required"})
@@ -60,13 +62,15 @@ def normalize_permissions(raw):
         resource = resource or None
         if domain not in DOMAINS:
             raise Invalid("Validation error(s)", {"permissions": f"unknown domain {domain!r}"})
+        if resource is not None and not isinstance(resource, str):
+            raise Invalid("Validation error(s)", {"permissions": "a resource must be a string"})
         if domain == "api" and resource not in API_RESOURCES:
             raise Invalid("Validation error(s)", {"permissions": "api resource must be read or write"})
         if domain in ("repository", "docs"):
             if not resource:
                 raise Invalid("Validation error(s)", {"permissions": f"{domain} permission requires a resource "
                                                                        "(an organization name)"})
-            if Organization.get_or_none(Organization.name == resource) is None:
+            if check_orgs and Organization.get_or_none(Organization.name == resource) is None:
                 raise Invalid("Validation error(s)", {"permissions": f"no organization named {resource!r}"})
         if domain == "repositories" and resource:
             raise Invalid("Validation error(s)", {"permissions": "repositories takes no resource"})
@@ -153,12 +157,14 @@ _TOKEN_RE = re.compile(r"^hvt_([0-9]{1,18})_([0-9]{1,12})_([0-9a-f]{2,512})_([0-
 
 
 def parse_scope(scope):
-    """An OAuth scope string ("repositories", "api:read repository:acme", ...) as permissions."""
+    """An OAuth scope string ("repositories", "api:read repository:acme", ...) as permissions. A
+    token can never do more than its key, so a scope naming an organization the key cannot read
+    (or one that does not exist) is accepted and grants nothing there."""
     scope = scope or DEFAULT_SCOPE
     if not isinstance(scope, str) or len(scope) > 200:
         raise Invalid("invalid_scope", {"scope": "must be a string of at most 200 characters"})
     scope = scope.strip()
-    return normalize_permissions([parse_permission(part) for part in scope.split()])
+    return normalize_permissions([parse_permission(part) for part in scope.split()], check_orgs=False)
 
 
 def _token_mac(app_secret, key_id, expires, scope_hex):

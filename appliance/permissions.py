@@ -11,7 +11,7 @@ do more than its owner may.
 
 import dataclasses
 
-from appliance.errors import Forbidden
+from appliance.errors import Forbidden, NotFound
 
 READ_REPOSITORY = "repository"  # fetch registry files and tarballs
 READ_DOCS = "docs"
@@ -85,11 +85,17 @@ def can(principal, action, org, role_of):
     return _owner_allows(principal, action, org, role_of)
 
 
+def refusal(principal):
+    """The Forbidden for an action the principal may not do. Also what an organization that does
+    not exist gets, so that answers never tell which organization names exist."""
+    if principal.key is not None:
+        return Forbidden("key not authorized for this action")
+    return Forbidden("account not authorized for this action")
+
+
 def require(principal, action, org, role_of):
     if not can(principal, action, org, role_of):
-        if principal.key is not None:
-            raise Forbidden("key not authorized for this action")
-        raise Forbidden("account not authorized for this action")
+        raise refusal(principal)
 
 
 def grantable(principal, permissions, role_of, org_lookup):
@@ -100,5 +106,9 @@ def grantable(principal, permissions, role_of, org_lookup):
     for domain, resource in permissions:
         if domain in ("repository", "docs"):
             action = READ_REPOSITORY if domain == "repository" else READ_DOCS
-            if not can(owner, action, org_lookup(resource), role_of):
+            try:
+                org = org_lookup(resource)
+            except NotFound:  # refused like an organization the owner cannot read: names don't leak
+                org = None
+            if org is None or not can(owner, action, org, role_of):
                 raise Forbidden(f"you cannot grant {domain}:{resource}")

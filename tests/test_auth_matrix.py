@@ -3,12 +3,17 @@
 Routes are enumerated from the app's URL map, so a new route is covered without editing this file.
 """
 
+import base64
+import itertools
+import json
 import re
 
 import pytest
+import requests
 
 from appliance import accounts, keys, orgs, registry_builder
 from tests.driver import erlang_package
+from tests.webclient import WebSession
 
 SAMPLE = {"org_name": "acme", "repo": "acme", "name": "secretpkg", "version": "1.0.0", "owner": "admin",
           "filename": "secretpkg-1.0.0.tar", "_rest": "nothing"}
@@ -82,3 +87,92 @@ def test_every_route_refuses_bad_credentials(hv, world):
             if response.status_code not in allowed or private:
                 failures.append(f"{method} {path} [{label}] -> {response.status_code}{' LEAK' if private else ''}")
     assert failures == [], "\n".join(failures)
+
+
+# -- organization names must not be discoverable ------------------------------------------------
+
+GHOST = "ghst"  # no such organization; as long as "acme", so ETF length prefixes match too
+ORG_PARAMS = ("org_name", "repo")
+
+
+def org_routes(app):
+    """(method, path template with {org}, body) for every route that names an organization,
+    plus those taking one in the query or body."""
+    values = dict(SAMPLE, key_id="1", username="admin", path="x.html", _rest="nothing")
+    for rule in app.url_map.iter_rules():
+        if not any(f"<{p}>" in rule.rule for p in ORG_PARAMS):
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for sample_path in REPOSITORY_PATHS + ["public_key"] if "<path:path>" in rule.rule else [None]:
+                path = re.sub(r"<(?:[^:>]+:)?([^>]+)>",
+                              lambda m: "{org}" if m.group(1) in ORG_PARAMS else (sample_path or values[m.group(1)]),
+                              rule.rule)
+                yield method, path, None
+    yield "GET", "/api/auth?domain=repository&resource={org}", None
+    yield "POST", "/api/keys", {"name": "probe", "permissions": [{"domain": "repository", "resource": "{org}"}]}
+    yield "POST", "/api/keys", {"name": "probe", "permissions": [{"domain": "docs", "resource": "{org}"}]}
+
+
+def answer(hv, session, method, path, body, authorization, org):
+    """What a caller can observe, with the organization name masked."""
+    headers = {"accept": "application/vnd.hex+erlang", "user-agent": "probe"}
+    if authorization:
+        headers["authorization"] = authorization
+    data = b""
+    if body is not None:
+        headers["content-type"] = "application/json"
+        data = json.dumps(body).replace("{org}", org).encode()
+    elif path.endswith(("/releases", "/publish")):
+        data = erlang_package("probe", "1.0.0")
+        headers["content-type"] = "application/octet-stream"
+    if session is not None and method == "POST":
+        data = {"csrf_token": session.token}
+        headers.pop("content-type", None)
+    # API clients keep no cookies: a fresh connection each time, so no flashed message carries over.
+    response = (session.http if session else requests).request(
+        method, hv.url + path.replace("{org}", org), data=data, headers=headers, allow_redirects=False)
+    shown = {h: response.headers.get(h, "").replace(org, "ORG")
+             for h in ("content-type", "www-authenticate", "cache-control", "location", "etag")}
+    return response.status_code, shown, response.content.replace(org.encode(), b"ORG!")
+
+
+def test_answers_are_the_same_for_an_organization_that_exists_and_one_that_does_not(hv, world):
+    from appliance import create_app
+
+    outsider = accounts.create_user("outsider", "outsider-password", rounds=4)
+    beta = orgs.get("beta")
+    orgs.add_member(beta, outsider, "admin")
+    _k, outsider_key = keys.create(hv.runtime.app_secret, "mine", [["api", "write"], ["repository", "beta"]],
+                                   user=outsider)
+    outsider_web = WebSession(hv.url)
+    assert outsider_web.login("outsider", "outsider-password").status_code == 200
+    anonymous_web = WebSession(hv.url)
+    anonymous_web.get("/admin/login")  # a CSRF token, so POSTs get as far as they can
+    basic = "Basic " + base64.b64encode(b"outsider:outsider-password").decode()
+    callers = {"no credentials": (None, None), "unknown key": (None, "0" * 32),
+               "other organization's key": (None, world["other_org"]),
+               "other organization's token": (None, world["other_org_token"]),
+               "non-member's key": (None, outsider_key), "non-member's password": (None, basic),
+               "anonymous browser": (anonymous_web, None), "non-member's browser": (outsider_web, None)}
+    cases = list(org_routes(create_app(hv.runtime.config, hv.runtime)))
+    assert len(cases) > 40 and any(p.startswith("/admin/") for _m, p, _b in cases)
+    assert any(p.startswith("/docs/") for _m, p, _b in cases)
+    differences, statuses = [], set()
+    for (method, path, body), (label, (session, authorization)) in itertools.product(cases, callers.items()):
+        if session is not None and not path.startswith(("/admin/", "/docs/")):
+            continue
+        existing = answer(hv, session, method, path, body, authorization, "acme")
+        missing = answer(hv, session, method, path, body, authorization, GHOST)
+        statuses.add(existing[0])
+        if existing != missing:
+            differences.append(f"{method} {path} [{label}]: acme {existing[0]} {existing[2][:80]!r} "
+                               f"vs {GHOST} {missing[0]} {missing[2][:80]!r}")
+    assert differences == [], "\n".join(differences)
+    assert {401, 403, 404, 302} <= statuses
+    # The token exchange, asked for a scope naming an organization, answers alike too.
+    for org in ("acme", GHOST):
+        exchanged = hv.http.post(hv.url + "/api/oauth/token", headers={"accept": "application/json"}, json={
+            "grant_type": "client_credentials", "client_secret": world["other_org"], "scope": f"repository:{org}"})
+        assert exchanged.status_code == 200 and exchanged.json()["scope"] == f"repository:{org}"
+        token = "Bearer " + exchanged.json()["access_token"]
+        assert hv.repo("names", key=token).status_code == 403  # the scope grants nothing the key lacks

@@ -53,32 +53,38 @@ def actor(principal):
                               ip=client_ip(), user_agent=request.headers.get("User-Agent"), via="api")
 
 
-def resolve_org(repo):
+def org_name_of(repo):
+    """The organization an API path names: the default one for none or ``hexpm``."""
     name = repo
     if repo in (None, "hexpm"):
         name = orgs.default_name(runtime().config.default_organization)
         if not name:
             raise NotFound("no default organization is configured")
     # `mix hex.package fetch PKG --organization acme` asks for /repos/hexpm:acme/...
-    name = name.rpartition(":")[2]
-    return orgs.get(name)
+    return name.rpartition(":")[2]
+
+
+def allowed_org(principal, action, org_name):
+    """The organization if the principal may do ``action`` in it. Otherwise the answer is the
+    same whether it exists or not, so organization names cannot be probed: 404 for reads (as
+    hexpm does for private packages), else 403. Only an appliance administrator, who sees every
+    organization anyway, is told that one does not exist."""
+    try:
+        org = orgs.get(org_name)
+    except NotFound:
+        user = principal.user
+        if user is not None and user.is_admin and user.disabled_at is None and principal.key_allows(action, org_name):
+            raise
+        org = None
+    if org is None or not permissions.can(principal, action, org, orgs.role_of):
+        raise NotFound() if action == permissions.API_READ else permissions.refusal(principal)
+    return org
 
 
 def authorize(action, repo):
-    """(principal, org) for an allowed call. Reads of what the caller may not see answer 404,
-    as hexpm does for private packages, so existence does not leak."""
+    """(principal, org) for an allowed call on the organization of an API path."""
     principal = require_principal()
-    try:
-        org = resolve_org(repo)
-    except NotFound:
-        if action in (permissions.API_READ, permissions.READ_REPOSITORY):
-            raise NotFound() from None
-        raise Forbidden("account not authorized for this action") from None
-    if not permissions.can(principal, action, org, orgs.role_of):
-        if action == permissions.API_READ:
-            raise NotFound()
-        permissions.require(principal, action, org, orgs.role_of)
-    return principal, org
+    return principal, allowed_org(principal, action, org_name_of(repo))
 
 
 def _flag(name, default):
@@ -272,16 +278,20 @@ def auth_check():
     return render({"key": {"name": key.name, "owner": owner}})
 
 
-def _key_creator(action_org=None):
-    """The principal creating or listing keys: a user session, Basic auth, or an api:write key."""
+def _key_creator():
+    """The principal creating or listing its user's keys: Basic auth or a user's api:write key."""
     principal = require_principal()
     if not principal.key_allows(permissions.API_WRITE, ""):
         raise Forbidden("key not authorized for this action")
-    if action_org is not None:
-        permissions.require(principal, permissions.ADMIN, action_org, orgs.role_of)
-    elif principal.user is None:
+    if principal.user is None:
         raise Forbidden("organization keys cannot manage user keys")
     return principal
+
+
+def _org_key_manager(org_name):
+    """(principal, org) for managing an organization's keys: its administrators only."""
+    principal = require_principal()
+    return principal, allowed_org(principal, permissions.ADMIN, org_name)
 
 
 def _create_key(principal, *, user=None, organization=None):
@@ -292,7 +302,8 @@ def _create_key(principal, *, user=None, organization=None):
         # under /orgs/ORG it can only mean ORG.
         raw = [dict(p, resource=p.get("resource") or organization.name)
                if isinstance(p, dict) and p.get("domain") in ("repository", "docs") else p for p in raw]
-    perms = keys.normalize_permissions(raw)
+    # Whether named organizations exist is for grantable to answer, in the same words as "not yours".
+    perms = keys.normalize_permissions(raw, check_orgs=False)
     permissions.grantable(principal, perms, orgs.role_of, orgs.get)
     key, secret = keys.create(runtime().app_secret, body.get("name") or "key", perms, user=user,
                               organization=organization, actor=actor(principal))
@@ -338,38 +349,33 @@ def keys_delete_all():
 
 @bp.get("/orgs/<org_name>/keys")
 def org_keys_index(org_name):
-    org = orgs.get(org_name)
-    principal = _key_creator(org)
+    principal, org = _org_key_manager(org_name)
     return render([serializers.key(base_url(), k, authing_key=principal.key)
                    for k in keys.list_for(organization=org, include_revoked=False)])
 
 
 @bp.post("/orgs/<org_name>/keys")
 def org_keys_create(org_name):
-    org = orgs.get(org_name)
-    principal = _key_creator(org)
+    principal, org = _org_key_manager(org_name)
     return _create_key(principal, organization=org)
 
 
 @bp.get("/orgs/<org_name>/keys/<name>")
 def org_keys_show(org_name, name):
-    org = orgs.get(org_name)
-    principal = _key_creator(org)
+    principal, org = _org_key_manager(org_name)
     return render(serializers.key(base_url(), keys.get(name, organization=org), authing_key=principal.key))
 
 
 @bp.delete("/orgs/<org_name>/keys/<name>")
 def org_keys_delete(org_name, name):
-    org = orgs.get(org_name)
-    principal = _key_creator(org)
+    principal, org = _org_key_manager(org_name)
     key = keys.revoke(keys.get(name, organization=org), actor=actor(principal))
     return render(serializers.key(base_url(), key, authing_key=principal.key))
 
 
 @bp.delete("/orgs/<org_name>/keys")
 def org_keys_delete_all(org_name):
-    org = orgs.get(org_name)
-    principal = _key_creator(org)
+    principal, org = _org_key_manager(org_name)
     for key in keys.list_for(organization=org, include_revoked=False):
         keys.revoke(key, actor=actor(principal))
     return render({})
