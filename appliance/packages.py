@@ -12,7 +12,6 @@ same: "the registry never names a release whose tarball is not there yet"):
 """
 
 import hashlib
-import re
 import typing
 
 from appliance import audit, registry_builder
@@ -20,8 +19,9 @@ from appliance.db import database, write_tx
 from appliance.errors import Invalid, InvalidTarball, NotFound, ReleaseExists
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement, User, utcnow
 from appliance.protocol import tarball, versions
+from appliance.protocol.names import MAX_NAME_LENGTH, MAX_VERSION_LENGTH, MIN_NAME_LENGTH, is_package_name, shown
 
-PACKAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
 # From hexpm's reserved list: OTP/Elixir applications, tools, Windows device names, generic words.
 RESERVED_NAMES = frozenset("""
 elixir stdlib kernel mix iex eex ex_unit logger compiler erts sasl crypto ssl public_key inets
@@ -63,11 +63,21 @@ def docs_key(checksum_hex):
 
 # -- validation ---------------------------------------------------------------------------------
 
-def check_package_name(name):
-    if not isinstance(name, str) or len(name) < 2 or not PACKAGE_NAME_RE.match(name):
-        raise _invalid("name", "must be at least 2 characters: a lowercase letter, then letters, digits or _")
+def check_package_name(name, field="name"):
+    if not is_package_name(name):
+        raise _invalid(field, f"must be {MIN_NAME_LENGTH} to {MAX_NAME_LENGTH} characters: a lowercase letter, "
+                              "then lowercase letters, digits or _")
     if name in RESERVED_NAMES:
-        raise _invalid("name", f"{name} is reserved")
+        raise _invalid(field, f"{name} is reserved")
+
+
+def check_version(version):
+    if isinstance(version, str) and len(version) > MAX_VERSION_LENGTH:
+        raise _invalid("version", f"must be at most {MAX_VERSION_LENGTH} characters")
+    try:
+        versions.check_release_version(version)
+    except versions.InvalidVersion as exc:
+        raise _invalid("version", str(exc)) from None
 
 
 def _resolve_dependency_repository(org, dep):
@@ -93,10 +103,7 @@ def _check_metadata(org, meta):
         if not isinstance(meta.get(field), str) or not meta.get(field):
             raise InvalidTarball(f"metadata.config: {field} is required")
     check_package_name(meta["name"])
-    try:
-        versions.check_release_version(meta["version"])
-    except versions.InvalidVersion as exc:
-        raise _invalid("version", str(exc)) from None
+    check_version(meta["version"])
     if not meta.get("build_tools"):
         raise _invalid("build_tools", "can't be blank")
     if not meta.get("files"):
@@ -109,8 +116,8 @@ def _check_metadata(org, meta):
     deps = []
     for dep in meta.get("requirements") or []:
         name = dep.get("name")
-        if not isinstance(name, str) or not PACKAGE_NAME_RE.match(name):
-            raise _invalid("requirements", f"invalid dependency name {name!r}")
+        if not is_package_name(name):
+            raise _invalid("requirements", f"invalid dependency name {shown(name)}")
         requirement = dep.get("requirement")
         if requirement is None:
             raise _invalid("requirements", f"{name}: invalid requirement: nil, use \">= 0.0.0\" instead")
@@ -308,7 +315,8 @@ def search(orgs, term=None, *, page=1, per_page=100):
             term = term[5:]
         like = term.replace("*", "")
         query = query.where(Package.name.contains(like))
-    page = max(1, int(page or 1))
+    # Bounded so a huge page number is an empty page, not an integer SQLite cannot hold.
+    page = min(max(1, int(page or 1)), 1_000_000)
     return list(query.paginate(page, per_page))
 
 

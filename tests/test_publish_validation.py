@@ -37,6 +37,11 @@ METADATA = (b'{<<"name">>,<<"evil">>}.\n{<<"version">>,<<"1.0.0">>}.\n{<<"app">>
             b'{<<"requirements">>,[]}.\n')
 
 
+def with_name(name, utf8=False):
+    spelled = b'<<"' + name + (b'"/utf8>>' if utf8 else b'">>')
+    return METADATA.replace(b'{<<"name">>,<<"evil">>}', b'{<<"name">>,' + spelled + b'}')
+
+
 def package(metadata=METADATA, files=(("src/evil.erl", b"-module(evil).\n"),), version=b"3", checksum=None):
     body = contents(files)
     inner = checksum or hashlib.sha256(version + metadata + body).hexdigest().upper().encode()
@@ -76,6 +81,18 @@ CORPUS = {
     "bad_requirement": lambda: package(metadata=METADATA.replace(
         b"{<<\"requirements\">>,[]}", b'{<<"requirements">>,[{<<"dep">>,[{<<"requirement">>,<<"~> banana">>}]}]}')),
     "bomb": bomb,
+    # Names and versions: bounded (every file name derived from them fits in 255 bytes) and
+    # matched whole (a trailing newline, a NUL or a look-alike letter is not a name).
+    "name_300": lambda: package(metadata=with_name(b"a" * 300)),
+    "name_101": lambda: package(metadata=with_name(b"a" * 101)),
+    "name_trailing_newline": lambda: package(metadata=with_name(b"evil\\n")),
+    "name_nul": lambda: package(metadata=with_name(b"evil\\x00")),
+    "name_cyrillic_lookalike": lambda: package(metadata=with_name("\u0435vil".encode(), utf8=True)),
+    "version_trailing_newline": lambda: package(metadata=METADATA.replace(b'<<"1.0.0">>', b'<<"1.0.0\\n">>')),
+    "dependency_name_trailing_newline": lambda: package(metadata=METADATA.replace(
+        b"{<<\"requirements\">>,[]}", b'{<<"requirements">>,[{<<"dep\\n">>,[{<<"requirement">>,<<"~> 1.0">>}]}]}')),
+    "dependency_name_300": lambda: package(metadata=METADATA.replace(
+        b"{<<\"requirements\">>,[]}", b'{<<"requirements">>,[{<<"' + b"d" * 300 + b'">>,[{<<"requirement">>,<<"~> 1.0">>}]}]}')),
 }
 
 
@@ -99,3 +116,10 @@ def test_oversized_upload_is_refused_before_reading(hv):
     response = hv.api("POST", "repos/acme/publish?replace=false", data=b"\0" * (limit + 1))
     assert response.status_code == 422
     assert "too big" in response.term["errors"]["tar"]
+
+
+def test_longest_name_is_published_and_served(hv):
+    name = "a" + "b" * 99  # MAX_NAME_LENGTH
+    assert hv.publish(erlang_package(name, "1.0.0")).status_code == 201
+    assert [r["version"] for r in hv.registry_package(name)["releases"]] == ["1.0.0"]
+    assert hv.repo(f"tarballs/{name}-1.0.0.tar").status_code == 200

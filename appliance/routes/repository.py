@@ -28,7 +28,8 @@ bp = Blueprint("repository", __name__)
 
 REGISTRY_CACHE = "private, max-age=60"
 TARBALL_CACHE = "private, max-age=86400"
-PATH_RE = re.compile(r"^(names|versions|packages/([^/]+)|tarballs/([^/]+)|docs/([^/]+))$")
+# Every pattern in this code base is used with fullmatch: ``$`` also matches before a final newline.
+PATH_RE = re.compile(r"(names|versions|packages/([^/]+)|tarballs/([^/]+)|docs/([^/]+))")
 
 
 def authorized_org(rt, principal, org_name):
@@ -58,7 +59,7 @@ def _registry_blob(rt, org, key):
 
 def find_file(rt, principal, org_name, path):
     """(Blob, Cache-Control) for GET /repos/ORG/PATH, or a HexvaultError."""
-    match = PATH_RE.match(path)
+    match = PATH_RE.fullmatch(path)
     if not match:
         raise NotFound()
     org = authorized_org(rt, principal, org_name)
@@ -69,7 +70,7 @@ def find_file(rt, principal, org_name, path):
         return _registry_blob(rt, org, registry_builder.versions_key(org.name)), REGISTRY_CACHE
     if kind == "packages":
         name = match.group(2)
-        if not packages.PACKAGE_NAME_RE.match(name):
+        if not packages.is_package_name(name):
             raise NotFound()
         return _registry_blob(rt, org, registry_builder.package_key(org.name, name)), REGISTRY_CACHE
     if kind == "tarballs":
