@@ -13,6 +13,7 @@ from appliance import registry_builder
 from appliance.models import Organization, Package, PendingBuild, Release, SigningKey
 from appliance.packages import docs_key, tarball_key
 from appliance.protocol import registry, signing
+from appliance.protocol.names import is_package_name, shown
 from storage import BlobNotFound
 
 
@@ -40,11 +41,17 @@ def _check_org(rt, org, public_key):
     def problem(what, repairable=True):
         problems.append(Problem(org.name, what, repairable))
 
+    failing = registry_builder.failing_packages(rt, org)
+    for name, reason in failing.items():
+        problem(f"packages/{shown(name)} cannot be built ({reason}); `hexvault check --repair` quarantines it")
+
     releases = {}
     for name, version, outer, inner, retired, docs in (
             Release.select(Package.name, Release.version, Release.outer_checksum, Release.inner_checksum,
                            Release.retirement_reason, Release.docs_checksum)
             .join(Package).where(Package.organization == org.id).tuples()):
+        if name in failing or not is_package_name(name):
+            continue  # reported above; no registry file can list it
         releases.setdefault(name, {})[version] = (outer, inner, retired is not None)
         try:
             with rt.store.open(tarball_key(outer)) as fh:
@@ -82,7 +89,7 @@ def _check_org(rt, org, public_key):
                 problem(f"versions has wrong retirements for {name}")
 
     stored = {key.rsplit("/", 1)[1] for key in rt.store.list(f"registry/{org.name}/packages")}
-    for name in stored - set(releases):
+    for name in stored - set(releases) - set(failing):
         problem(f"packages/{name} is stored but the package has no releases")
     for name, by_version in releases.items():
         payload, error = _decode(rt, registry_builder.package_key(org.name, name), public_key)

@@ -7,15 +7,28 @@ pending rows it handled. The files are stored as the exact bytes served: a GET d
 or RSA work. ``full`` rebuilds everything and removes stale package files (``hexvault registry
 rebuild`` and ``check --repair``).
 
+One package never blocks the others: a package whose file cannot be built or written (a row an
+older version let in, a name no file can carry) is logged and left pending, its PendingBuild
+rows stay, and every other package and the index are written. ``failing_packages`` reports such
+packages (``hexvault check``, the admin UI); ``check --repair`` quarantines them.
+
 The registry's ``repository`` field is the organization name: that is the repo name clients
 must use (``mix hex.repo add ORG ...``, a rebar3 entry named ORG or ``parent:ORG``).
 """
 
 import functools
+import logging
 
 from appliance.db import write_tx
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement
 from appliance.protocol import registry, versions
+from appliance.protocol.names import is_package_name, shown
+
+log = logging.getLogger("hexvault")
+
+
+class UnservablePackage(Exception):
+    """A package in the database that no registry file can be built for."""
 
 
 def names_key(org_name):
@@ -79,11 +92,16 @@ def _index_entries(org, names):
         entry["releases"].append((version, retired is not None))
     entries = {}
     for name, entry in by_package.items():
-        releases = _sorted(entry["releases"], lambda r: r[0])
-        entries[name] = (
-            registry.encode_names_entry(name, entry["updated_at"]),
-            registry.encode_versions_entry(name, [v for v, _ in releases],
-                                           [i for i, (_, retired) in enumerate(releases) if retired]))
+        if not is_package_name(name):
+            continue  # never listed: no packages/NAME file can exist for it (failing_packages says so)
+        try:
+            releases = _sorted(entry["releases"], lambda r: r[0])
+            entries[name] = (
+                registry.encode_names_entry(name, entry["updated_at"]),
+                registry.encode_versions_entry(name, [v for v, _ in releases],
+                                               [i for i, (_, retired) in enumerate(releases) if retired]))
+        except Exception as exc:  # one bad row must not take the whole index down
+            log.error("registry %s: package %s left out of the index: %s", org.name, shown(name), exc)
     return entries
 
 
@@ -117,11 +135,27 @@ def build_index(org, private_key, cache=None):
 
 
 def _write_package(rt, org, name, private_key):
+    if not is_package_name(name):
+        if Package.select().where((Package.organization == org.id) & (Package.name == name)).exists():
+            raise UnservablePackage(f"the name {shown(name)} is not a valid package name")
+        return  # a quarantined or reverted row: no file can exist under such a name
     data = build_package(org, name, private_key)
     if data is None:
         rt.store.delete(package_key(org.name, name))
     else:
         rt.store.put(package_key(org.name, name), data)
+
+
+def _write_packages(rt, org, names, private_key):
+    """Write each package's file; returns {name: reason} of those that failed."""
+    failed = {}
+    for name in names:
+        try:
+            _write_package(rt, org, name, private_key)
+        except Exception as exc:  # the bulkhead: log it, keep building the others
+            failed[name] = str(exc) or type(exc).__name__
+            log.error("registry %s: cannot build packages/%s: %s", org.name, shown(name), failed[name])
+    return failed
 
 
 def _write_index(rt, org, private_key):
@@ -131,37 +165,42 @@ def _write_index(rt, org, private_key):
 
 
 def update(rt, org):
-    """Rebuild what PendingBuild rows name for this organization; see the module docstring."""
+    """Rebuild what PendingBuild rows name for this organization; see the module docstring.
+    Returns {name: reason} of the packages that could not be built (their rows stay pending)."""
     with rt.registry_lock(org.name):
         pending = list(PendingBuild.select().where(PendingBuild.organization == org.id))
         if not pending:
-            return 0
+            return {}
         _row, private_key = rt.signing_key()
-        for name in sorted({p.package_name for p in pending}):
-            _write_package(rt, org, name, private_key)
+        failed = _write_packages(rt, org, sorted({p.package_name for p in pending}), private_key)
         _write_index(rt, org, private_key)
-        with write_tx():
-            PendingBuild.delete().where(PendingBuild.id.in_([p.id for p in pending])).execute()
-        return len(pending)
+        done = [p.id for p in pending if p.package_name not in failed]
+        if done:
+            with write_tx():
+                PendingBuild.delete().where(PendingBuild.id.in_(done)).execute()
+        return failed
 
 
 def full(rt, org):
-    """Rebuild every file of one organization and delete package files nothing refers to."""
+    """Rebuild every file of one organization and delete package files nothing refers to.
+    Returns (number of packages, {name: reason} of those that could not be built, whose rows
+    stay pending)."""
     with rt.registry_lock(org.name):
-        pending_ids = [p.id for p in PendingBuild.select(PendingBuild.id).where(PendingBuild.organization == org.id)]
+        pending = list(PendingBuild.select(PendingBuild.id, PendingBuild.package_name)
+                       .where(PendingBuild.organization == org.id))
         _row, private_key = rt.signing_key()
         names = [p.name for p in Package.select(Package.name).where(Package.organization == org.id)]
-        for name in names:
-            _write_package(rt, org, name, private_key)
+        failed = _write_packages(rt, org, names, private_key)
         prefix = f"registry/{org.name}/packages"
         for key in list(rt.store.list(prefix)):
             if key.rsplit("/", 1)[1] not in names:
                 rt.store.delete(key)
         _write_index(rt, org, private_key)
-        if pending_ids:
+        done = [p.id for p in pending if p.package_name not in failed]
+        if done:
             with write_tx():
-                PendingBuild.delete().where(PendingBuild.id.in_(pending_ids)).execute()
-        return len(names)
+                PendingBuild.delete().where(PendingBuild.id.in_(done)).execute()
+        return len(names), failed
 
 
 def rebuild_index(rt, org):
@@ -179,13 +218,43 @@ def warm_index(rt, org):
 
 
 def repair_pending(rt):
-    """At start-up: finish the builds a crash interrupted. Returns the organizations touched."""
+    """At start-up: finish the builds a crash interrupted. Returns ({org: touched}, {org: {name:
+    reason}}) and never raises for one organization: the server must start whatever one holds."""
     org_ids = {p.organization_id for p in PendingBuild.select(PendingBuild.organization)}
-    touched = []
+    touched, failed = [], {}
     for org in Organization.select().where(Organization.id.in_(list(org_ids))):
-        update(rt, org)
+        try:
+            problems = update(rt, org)
+        except Exception as exc:  # e.g. an unreadable signing key: report, start anyway
+            problems = {"*": str(exc) or type(exc).__name__}
+            log.error("registry %s: pending build failed: %s", org.name, problems["*"])
         touched.append(org.name)
-    return touched
+        if problems:
+            failed[org.name] = problems
+    return touched, failed
+
+
+def failing_packages(rt, org):
+    """{name: reason} of this organization's pending packages whose file cannot be built now.
+
+    Builds in memory only: a pending row of a publish that is just being written builds fine and
+    is not reported."""
+    failing = {}
+    _row, private_key = rt.signing_key()
+    names = {p.package_name for p in PendingBuild.select(PendingBuild.package_name)
+             .where(PendingBuild.organization == org.id)}
+    names |= {p.name for p in Package.select(Package.name).where(Package.organization == org.id)
+              if not is_package_name(p.name)}
+    for name in sorted(names):
+        try:
+            if not is_package_name(name):
+                if Package.select().where((Package.organization == org.id) & (Package.name == name)).exists():
+                    raise UnservablePackage(f"the name {shown(name)} is not a valid package name")
+                continue
+            build_package(org, name, private_key)
+        except Exception as exc:  # the reason is the finding
+            failing[name] = str(exc) or type(exc).__name__
+    return failing
 
 
 def ensure_index(rt, org):
@@ -197,5 +266,11 @@ def ensure_index(rt, org):
 
 
 def rebuild_all(rt):
-    """Re-sign every organization's registry (after a signing key rotation)."""
-    return {org.name: full(rt, org) for org in Organization.select()}
+    """Re-sign every organization's registry (after a signing key rotation). Returns {org:
+    {name: reason}} of the packages that could not be built."""
+    failed = {}
+    for org in Organization.select():
+        _count, problems = full(rt, org)
+        if problems:
+            failed[org.name] = problems
+    return failed

@@ -14,6 +14,7 @@ from waitress.task import WSGITask
 from appliance import importer, registry_builder
 from appliance.db import database
 from appliance.models import Organization
+from appliance.protocol.names import shown
 
 log = logging.getLogger("hexvault")
 
@@ -33,16 +34,23 @@ def recover(rt):
     if removed:
         log.info("removed %d temporary files left by an interrupted write", removed)
     with database.connection_context():
-        repaired = registry_builder.repair_pending(rt)
+        repaired, failed = registry_builder.repair_pending(rt)
     if repaired:
         log.info("rebuilt registries interrupted by a crash: %s", ", ".join(repaired))
+    for org_name, problems in failed.items():
+        # Serve anyway: every other package and organization is fine, and `check --repair` fixes these.
+        log.error("registry %s is degraded: %d package(s) cannot be built (%s); run `hexvault check --repair`",
+                  org_name, len(problems), ", ".join(shown(name) for name in sorted(problems)))
 
 
 def warm(rt):
     """Encode every organization's index entries once, before the first publish needs them."""
     with database.connection_context():
         for org in Organization.select():
-            registry_builder.warm_index(rt, org)
+            try:
+                registry_builder.warm_index(rt, org)
+            except Exception as exc:  # a cold cache is only slower; never a reason not to start
+                log.error("registry %s: cannot warm the index cache: %s", org.name, exc)
 
 
 def start(rt):

@@ -79,7 +79,8 @@ def org_show(org_name):
                            org_keys=keys.list_for(organization=org) if is_admin else [],
                            setup=client_setup(org), signing=SigningKey.current(),
                            packages=packages.search([org], None, per_page=10), roles=("read", "write", "admin"),
-                           grace_choices=GRACE_CHOICES)
+                           grace_choices=GRACE_CHOICES,
+                           unbuildable=registry_builder.failing_packages(runtime(), org) if is_admin else {})
 
 
 @bp.post("/orgs/<org_name>/members")

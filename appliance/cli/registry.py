@@ -7,6 +7,7 @@ import click
 from appliance import orgs, registry_builder
 from appliance.cli.group import command, fail, main
 from appliance.errors import HexvaultError
+from appliance.protocol.names import shown
 
 
 @main.group()
@@ -19,9 +20,15 @@ def registry():
 def registry_rebuild(rt, org_name):
     """Rebuild and re-sign the registry of one organization, or of all."""
     targets = [orgs.get(org_name)] if org_name else orgs.list_all()
+    failed = 0
     for organization in targets:
-        count = registry_builder.full(rt, organization)
+        count, problems = registry_builder.full(rt, organization)
         click.echo(f"{organization.name}: {count} packages")
+        for package, reason in problems.items():
+            click.echo(f"{organization.name}: cannot build packages/{shown(package)}: {reason}", err=True)
+        failed += len(problems)
+    if failed:
+        fail(f"{failed} package(s) could not be built; `hexvault check --repair` quarantines them")
 
 
 @command(main, "import")
@@ -51,7 +58,7 @@ def import_command(rt, org_name, paths):
 
 
 @command(main, "check")
-@click.option("--repair", is_flag=True, help="Rebuild registries that are wrong.")
+@click.option("--repair", is_flag=True, help="Rebuild registries that are wrong; quarantine packages no registry file can be built for.")
 def check(rt, repair):
     """Verify every stored file against the database and the signing key."""
     from appliance import check as checker
@@ -60,8 +67,13 @@ def check(rt, repair):
     for problem in problems:
         click.echo(f"{problem.org}: {problem.what}")
     if problems and repair:
+        from appliance import quarantine
+
         for name in sorted({p.org for p in problems if p.repairable}):
-            registry_builder.full(rt, orgs.get(name))
+            organization = orgs.get(name)
+            for package, reason, folder in quarantine.quarantine_unservable(rt, organization):
+                click.echo(f"{name}: quarantined {shown(package)} ({reason})" + (f" into {folder}" if folder else ""))
+            registry_builder.full(rt, organization)
             click.echo(f"{name}: registry rebuilt")
         problems = checker.run(rt)
     if problems:
