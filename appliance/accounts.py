@@ -13,7 +13,7 @@ from appliance.db import write_tx
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
 from appliance.models import Meta, User, utcnow
 
-USERNAME_RE = re.compile(r"^[a-z0-9_\-.]{3,40}$")
+USERNAME_RE = re.compile(r"[a-z0-9_\-.]{3,40}")  # fullmatch
 MIN_PASSWORD = 8
 # bcrypt only looks at the first 72 bytes; refuse longer rather than silently truncate.
 MAX_PASSWORD_BYTES = 72
@@ -35,9 +35,17 @@ def _check_password(password):
         raise Invalid("Validation error(s)", {"password": f"must be at most {MAX_PASSWORD_BYTES} bytes"})
 
 
+def canonical_username(text):
+    """How a typed username is looked up: spaces trimmed (never newlines or NULs: those make it
+    invalid), lower-cased only when ASCII. Lower-casing other text could turn a look-alike into a
+    real name (the Kelvin sign lowers to "k")."""
+    text = (text or "").strip(" ") if isinstance(text, str) else ""
+    return text.lower() if text.isascii() else text
+
+
 def create_user(username, password, *, email=None, is_admin=False, rounds=12, actor=audit.CLI):
-    username = (username or "").strip().lower()
-    if not USERNAME_RE.match(username):
+    username = canonical_username(username)
+    if not USERNAME_RE.fullmatch(username):
         raise Invalid("Validation error(s)",
                       {"username": "use 3-40 characters: lowercase letters, digits, _ - ."})
     password_hash = hash_password(password, rounds)
@@ -52,7 +60,7 @@ def create_user(username, password, *, email=None, is_admin=False, rounds=12, ac
 
 
 def get_user(username):
-    user = User.get_or_none(User.username == (username or "").lower())
+    user = User.get_or_none(User.username == canonical_username(username))
     if user is None:
         raise NotFound(f"no user named {username}")
     return user
@@ -119,7 +127,7 @@ def _dummy_hash(rounds):
 def check_login(username, password, rounds=12):
     """The user for a correct username and password, else Unauthenticated (same message either
     way). ``rounds`` is the configured bcrypt cost: an unknown user costs the same check."""
-    user = User.get_or_none(User.username == (username or "").strip().lower())
+    user = User.get_or_none(User.username == canonical_username(username))
     candidate = (password or "").encode()[:MAX_PASSWORD_BYTES]
     if user is None or not user.password_hash or user.disabled_at is not None:
         bcrypt.checkpw(candidate, _dummy_hash(rounds))  # keep timing similar for unknown users

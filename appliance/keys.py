@@ -21,7 +21,7 @@ from appliance.db import write_tx
 from appliance.errors import Invalid, NotFound, Unauthenticated
 from appliance.models import Key, Organization, utcnow
 
-KEY_NAME_RE = re.compile(r"^[A-Za-z0-9_\-.@:]{1,80}$")
+KEY_NAME_RE = re.compile(r"[A-Za-z0-9_\-.@:]{1,80}")  # fullmatch
 DOMAINS = ("api", "repository", "repositories", "docs")
 API_RESOURCES = (None, "read", "write")
 # Recording last use on every request would make each GET a database write.
@@ -102,8 +102,8 @@ def create(app_secret, name, permissions, *, user=None, organization=None, actor
     never stored and cannot be shown again."""
     if (user is None) == (organization is None):
         raise ValueError("a key has exactly one owner")
-    name = (name or "").strip()
-    if not KEY_NAME_RE.match(name):
+    name = (name or "").strip(" ") if isinstance(name, str) else ""
+    if not KEY_NAME_RE.fullmatch(name):
         raise Invalid("Validation error(s)", {"name": "use 1-80 letters, digits or _ - . @ :"})
     permissions = normalize_permissions(permissions)
     secret = generate_secret()
@@ -153,7 +153,7 @@ def authenticate(app_secret, secret, finder=find):
 TOKEN_PREFIX = "hvt_"
 TOKEN_TTL = 900  # Hex renews 300 s before expiry; a token its key outlived is retried until then
 DEFAULT_SCOPE = "repositories"
-_TOKEN_RE = re.compile(r"^hvt_([0-9]{1,18})_([0-9]{1,12})_([0-9a-f]{2,512})_([0-9a-f]{64})$")
+_TOKEN_RE = re.compile(r"hvt_([0-9]{1,18})_([0-9]{1,12})_([0-9a-f]{2,512})_([0-9a-f]{64})")  # fullmatch
 
 
 def parse_scope(scope):
@@ -182,7 +182,7 @@ def issue_token(app_secret, key, scope=DEFAULT_SCOPE, ttl=TOKEN_TTL, now=None):
 def authenticate_token(app_secret, token, finder=None, now=None):
     """(active key, scope as ((domain, resource), ...)) behind an access token, else Unauthenticated. Signature
     and expiry are checked on every use; ``finder`` (key id -> Key or None) may be memoized."""
-    match = _TOKEN_RE.match(token or "")
+    match = _TOKEN_RE.fullmatch(token or "")
     if match is None:
         raise Unauthenticated("invalid API key")
     key_id, expires, scope_hex, mac = int(match.group(1)), int(match.group(2)), match.group(3), match.group(4)

@@ -31,7 +31,9 @@ from appliance.protocol import hexpm, registry, signing
 from storage import BlobNotFound, InvalidKey
 
 REPOSITORY = hexpm.REPOSITORY
-FILE_RE = re.compile(r"^(names|versions|packages/[a-z][a-z0-9_]*|tarballs/[a-z][a-z0-9_]*-[0-9A-Za-z.+-]+\.tar)$")
+# Used with fullmatch. Bounded like our own names and versions (packages.MAX_NAME_LENGTH), so
+# every mirror file name fits one 255-byte path segment.
+FILE_RE = re.compile(r"names|versions|packages/[a-z][a-z0-9_]{1,99}|tarballs/[a-z][a-z0-9_]{1,99}-[0-9A-Za-z.+-]{1,128}\.tar")
 INFO_MEMBERS = ("manifest.json", "public_key")
 MAX_MEMBER = 64 * 1024 * 1024
 
@@ -83,7 +85,7 @@ def _members(tar):
     members = {}
     for member in tar:
         name = member.name
-        if not (FILE_RE.match(name) or name in INFO_MEMBERS) or not member.isfile():
+        if not (FILE_RE.fullmatch(name) or name in INFO_MEMBERS) or not member.isfile():
             raise BundleError(f"unexpected member {name!r}")
         if member.size > MAX_MEMBER:
             raise BundleError(f"{name} is larger than {MAX_MEMBER} bytes")
@@ -226,7 +228,7 @@ def import_bundle(rt, path, *, actor=audit.SYSTEM):
 
 def blob(rt, path):
     """A stored mirror file for GET /mirror/hexpm/PATH (only what bundles brought)."""
-    if not FILE_RE.match(path):
+    if not FILE_RE.fullmatch(path):
         raise NotFound()
     try:
         return Blob.opened(rt.store, key_for(path))

@@ -9,14 +9,25 @@ from appliance.db import database, write_tx
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.models import ROLES, Membership, Meta, Organization, User
 
-ORG_NAME_RE = re.compile(r"^[a-z0-9_]{3,40}$")
+ORG_NAME_RE = re.compile(r"[a-z0-9_]{3,40}")  # fullmatch
 # "hexpm" means "the default organization" in API paths (/api/repos/hexpm/...), so it can't be an org.
 RESERVED_NAMES = {"hexpm", "hex", "admin", "api", "repos", "mirror", "docs", "static"}
 
 
+def canonical_name(text):
+    """Trimmed and lower-cased only when ASCII (see accounts.canonical_username)."""
+    text = (text or "").strip(" ") if isinstance(text, str) else ""
+    return text.lower() if text.isascii() else text
+
+
+def _exact(name):
+    # Names from URLs are not trimmed: "acme " is not acme.
+    return name.lower() if isinstance(name, str) and name.isascii() else name
+
+
 def create(name, *, actor=audit.CLI):
-    name = (name or "").strip().lower()
-    if not ORG_NAME_RE.match(name):
+    name = canonical_name(name)
+    if not ORG_NAME_RE.fullmatch(name):
         raise Invalid("Validation error(s)", {"name": "use 3-40 characters: lowercase letters, digits and _"})
     if name in RESERVED_NAMES:
         raise Invalid("Validation error(s)", {"name": f"{name} is reserved"})
@@ -33,7 +44,7 @@ def create(name, *, actor=audit.CLI):
 
 def get(name):
     # Raw SQL: this runs on every repository and API request (see keys.authenticate).
-    org = next(iter(Organization.raw('SELECT * FROM "organization" WHERE "name" = ?', (name or "").lower())), None)
+    org = next(iter(Organization.raw('SELECT * FROM "organization" WHERE "name" = ?', _exact(name))), None)
     if org is None:
         raise NotFound(f"no organization named {name}")
     return org

@@ -423,7 +423,7 @@ def parse_spec(spec):
     name, sep, version = spec.partition(":")
     if not sep:
         name, _, version = spec.partition("@")
-    if not re.match(r"^[a-z][a-z0-9_]*$", name):
+    if not re.fullmatch(r"[a-z][a-z0-9_]{1,99}", name):
         raise BundleError(f"not a package name: {spec!r}")
     return name, version or None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from storage import BlobInfo, BlobNotFound, InvalidKey
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}")  # fullmatch; one file name is at most 255 bytes
 _TEMP_PREFIX = ".tmp-"
 CACHE_BYTES = 32 * 1024 * 1024  # memory for recently read small blobs and the ETags of large ones
 CACHE_FILE_BYTES = 256 * 1024  # registry files and most tarballs are far smaller
@@ -24,7 +24,7 @@ def check_key(key):
         raise InvalidKey(f"invalid blob key {key!r}")
     parts = key.split("/")
     for part in parts:
-        if not _SEGMENT.match(part) or part in (".", ".."):
+        if not _SEGMENT.fullmatch(part) or part in (".", ".."):
             raise InvalidKey(f"invalid blob key {key!r}")
     return parts
 

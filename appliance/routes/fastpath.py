@@ -18,8 +18,8 @@ from appliance.routes.mirror import find_mirror_file
 from appliance.routes.repository import find_file, not_modified
 from storage import BlobNotFound
 
-FAST_RE = re.compile(r"^(?:/mirror/hexpm)?/repos/([a-z0-9_]+)/((?:names|versions)|(?:packages|tarballs)/[^/]+)$")
-MIRROR_RE = re.compile(r"^/mirror/hexpm/((?:names|versions)|(?:packages|tarballs)/[^/]+)$")
+FAST_RE = re.compile(r"(?:/mirror/hexpm)?/repos/([a-z0-9_]+)/((?:names|versions)|(?:packages|tarballs)/[^/]+)")
+MIRROR_RE = re.compile(r"/mirror/hexpm/((?:names|versions)|(?:packages|tarballs)/[^/]+)")
 SMALL_FILE = 256 * 1024
 log = logging.getLogger("hexvault")
 
@@ -39,9 +39,9 @@ class RepositoryFastPath:
         if method not in ("GET", "HEAD"):
             return self.app(environ, start_response)
         path = environ.get("PATH_INFO", "")
-        repository, mirrored = FAST_RE.match(path), None
+        repository, mirrored = FAST_RE.fullmatch(path), None
         if repository is None:
-            mirrored = MIRROR_RE.match(path)
+            mirrored = MIRROR_RE.fullmatch(path)
             if mirrored is None:
                 return self.app(environ, start_response)
         database.connect(reuse_if_open=True)
