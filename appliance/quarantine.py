@@ -11,7 +11,6 @@ deleted before the copy is on disk; an operator can republish from the copied ta
 
 import datetime
 import json
-import os
 
 from playhouse.shortcuts import model_to_dict
 
@@ -21,6 +20,7 @@ from appliance.models import Package, PendingBuild, Release, Requirement
 from appliance.packages import tarball_key
 from appliance.protocol import versions
 from appliance.protocol.names import MAX_VERSION_LENGTH, is_package_name, shown
+from appliance.runtime import write_private
 from storage import BlobNotFound
 
 
@@ -30,16 +30,6 @@ def _bad_version(version):
     except versions.InvalidVersion:
         return True
     return not isinstance(version, str) or len(version) > MAX_VERSION_LENGTH
-
-
-def _write_private(path, data):
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _copy_out(rt, org, package, releases, reason):
@@ -55,10 +45,10 @@ def _copy_out(rt, org, package, releases, reason):
                                Requirement.select().where(Requirement.release == release.id)]
         record["releases"].append(row)
         try:
-            _write_private(dest / f"{release.outer_checksum}.tar", rt.store.get(tarball_key(release.outer_checksum)))
+            write_private(dest / f"{release.outer_checksum}.tar", rt.store.get(tarball_key(release.outer_checksum)))
         except BlobNotFound:
             row["tarball_missing"] = True
-    _write_private(dest / "record.json", json.dumps(record, indent=1, default=str).encode())
+    write_private(dest / "record.json", json.dumps(record, indent=1, default=str).encode())
     return dest
 
 

@@ -68,7 +68,8 @@ def is_initialized(config):
     return config.database_path.exists() and (config.data_path / "secret_key").exists()
 
 
-def _write_private(path, data):
+def write_private(path, data):
+    """Write a file only its owner can read, atomically (temp file, fsync, rename)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -86,7 +87,7 @@ def create_signing_key(config, *, actor=audit.CLI, bits=2048):
         SigningKey.update(retired_at=utcnow()).where(SigningKey.retired_at.is_null()).execute()
         row = SigningKey.create(public_pem=public_pem, fingerprint=signing.fingerprint(private.public_key()))
         # Written inside the transaction: if this fails, the row is rolled back with it.
-        _write_private(private_key_path(config, row.id), signing.private_key_to_pem(private))
+        write_private(private_key_path(config, row.id), signing.private_key_to_pem(private))
         audit.record(actor, "signing_key.create", target=row.fingerprint)
     return row
 
@@ -110,7 +111,7 @@ def initialize(config):
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
         create_signing_key(config)
     # The secret is written last: its presence marks a complete initialization.
-    _write_private(data / "secret_key", secrets.token_hex(32).encode())
+    write_private(data / "secret_key", secrets.token_hex(32).encode())
 
 
 def open_runtime(config):
