@@ -75,6 +75,9 @@ SETTINGS = (
             "public packages and mix sends no key to a plain HEX_MIRROR."),
     Setting("mirror_public_key", "", _str,
             "PEM file of the key hex.pm mirror bundles must be signed with; empty means hex.pm's own key."),
+    Setting("gc_grace_seconds", 3600, _int,
+            "`hexvault gc` leaves unreferenced blobs younger than this alone (a publish in flight stores its "
+            "tarball before it commits), in seconds."),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -97,6 +100,7 @@ class Config:
     access_log: bool
     mirror_requires_key: bool
     mirror_public_key: str
+    gc_grace_seconds: int
     source: str = ""
 
     @property

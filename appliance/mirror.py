@@ -226,6 +226,13 @@ def import_bundle(rt, path, *, actor=audit.SYSTEM):
     return summary
 
 
+def listed_versions(rt, package):
+    """Versions the stored ``packages/PACKAGE`` record lists (empty if there is none): the
+    mirror tarballs garbage collection must keep."""
+    record = _stored(rt, key_for(f"packages/{package}"), lambda p: registry.decode_package(p, REPOSITORY, package))
+    return {r["version"] for r in record["releases"]} if record else set()
+
+
 def blob(rt, path):
     """A stored mirror file for GET /mirror/hexpm/PATH (only what bundles brought)."""
     if not FILE_RE.fullmatch(path):

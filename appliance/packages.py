@@ -6,7 +6,8 @@ same: "the registry never names a release whose tarball is not there yet"):
 1. the tarball is validated, then stored under its outer checksum (content-addressed, so a
    half-finished publish leaves at most an unreferenced blob, never a wrong one);
 2. the release row, its requirements, the audit row and the organization's registry serial
-   commit in one transaction;
+   commit in one transaction, which stores the tarball again if garbage collection removed it
+   in between (``hexvault gc`` deletes only while holding the write lock, see ops/gc.py);
 3. the registry files are rebuilt and written atomically; the same transaction left a
    PendingBuild row that is deleted only after that, so a crash in between is repaired at start-up.
 """
@@ -157,6 +158,7 @@ def publish(rt, org, data, *, replace=False, expected_name=None, actor=audit.CLI
     now = utcnow()
     stale_blob = None
     with write_tx():
+        _restore_if_collected(rt, tarball_key(outer_hex), data)
         package, _ = Package.get_or_create(organization=org, name=name)
         release = Release.get_or_none((Release.package == package.id) & (Release.version == version))
         created = release is None
@@ -182,7 +184,7 @@ def publish(rt, org, data, *, replace=False, expected_name=None, actor=audit.CLI
                      target=f"{name} {version}", checksum=outer_hex)
     registry_builder.update(rt, org)
     if stale_blob:
-        _delete_unreferenced_tarball(rt, stale_blob)
+        _delete_unreferenced(rt, tarball_key(stale_blob), Release.outer_checksum, stale_blob)
     return release, created
 
 
@@ -197,9 +199,20 @@ def _mark_dirty(org, name):
         .where((Package.organization == org.id) & (Package.name == name)).execute()
 
 
-def _delete_unreferenced_tarball(rt, outer_hex):
-    if not Release.select().where(Release.outer_checksum == outer_hex).exists():
-        rt.store.delete(tarball_key(outer_hex))
+def _restore_if_collected(rt, key, data):
+    """Inside the transaction that will reference ``key``: put the bytes back if ``hexvault gc``
+    took them since the first put. gc deletes only under the write lock this transaction now
+    holds, so once this returns the blob stays until the reference is committed."""
+    if not rt.store.exists(key):
+        rt.store.put(key, data)
+
+
+def _delete_unreferenced(rt, key, column, checksum):
+    """Delete a blob no release names any more. Decided under the write lock (as gc does), so a
+    publish of the same bytes has either committed its reference or will store them again."""
+    with database.atomic("IMMEDIATE"):
+        if not Release.select().where(column == checksum).exists():
+            rt.store.delete(key)
 
 
 def revert(rt, org, name, version, *, actor=audit.CLI):
@@ -216,9 +229,9 @@ def revert(rt, org, name, version, *, actor=audit.CLI):
         _mark_dirty(org, name)
         audit.record(actor, "release.revert", organization=org, target=f"{name} {version}")
     registry_builder.update(rt, org)
-    _delete_unreferenced_tarball(rt, release.outer_checksum)
-    if release.docs_checksum and not Release.select().where(Release.docs_checksum == release.docs_checksum).exists():
-        rt.store.delete(docs_key(release.docs_checksum))
+    _delete_unreferenced(rt, tarball_key(release.outer_checksum), Release.outer_checksum, release.outer_checksum)
+    if release.docs_checksum:
+        _delete_unreferenced(rt, docs_key(release.docs_checksum), Release.docs_checksum, release.docs_checksum)
 
 
 def retire(rt, org, name, version, reason, message=None, *, actor=audit.CLI):
@@ -256,10 +269,11 @@ def upload_docs(rt, org, name, version, data, *, actor=audit.CLI):
     rt.store.put(docs_key(checksum), data)
     old = release.docs_checksum
     with write_tx():
+        _restore_if_collected(rt, docs_key(checksum), data)
         Release.update(docs_checksum=checksum, updated_at=utcnow()).where(Release.id == release.id).execute()
         audit.record(actor, "docs.publish", organization=org, target=f"{name} {version}")
-    if old and old != checksum and not Release.select().where(Release.docs_checksum == old).exists():
-        rt.store.delete(docs_key(old))
+    if old and old != checksum:
+        _delete_unreferenced(rt, docs_key(old), Release.docs_checksum, old)
     return checksum
 
 
@@ -270,8 +284,7 @@ def delete_docs(rt, org, name, version, *, actor=audit.CLI):
     with write_tx():
         Release.update(docs_checksum=None, updated_at=utcnow()).where(Release.id == release.id).execute()
         audit.record(actor, "docs.revert", organization=org, target=f"{name} {version}")
-    if not Release.select().where(Release.docs_checksum == release.docs_checksum).exists():
-        rt.store.delete(docs_key(release.docs_checksum))
+    _delete_unreferenced(rt, docs_key(release.docs_checksum), Release.docs_checksum, release.docs_checksum)
 
 
 # -- reads --------------------------------------------------------------------------------------

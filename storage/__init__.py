@@ -24,6 +24,11 @@ class BlobInfo(typing.NamedTuple):
     etag: str  # quoted strong ETag of the bytes, ready for an HTTP header
 
 
+class BlobStat(typing.NamedTuple):
+    size: int
+    modified: float  # seconds since the epoch of the last put; garbage collection spares young blobs
+
+
 class BlobStore(typing.Protocol):
     def put(self, key: str, data: bytes) -> None: ...
 
@@ -34,6 +39,8 @@ class BlobStore(typing.Protocol):
     def info(self, key: str) -> BlobInfo: ...
 
     def open_with_info(self, key: str) -> tuple[typing.BinaryIO, BlobInfo]: ...
+
+    def stat(self, key: str) -> BlobStat: ...
 
     def exists(self, key: str) -> bool: ...
 

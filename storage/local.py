@@ -9,7 +9,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from storage import BlobInfo, BlobNotFound, InvalidKey
+from storage import BlobInfo, BlobNotFound, BlobStat, InvalidKey
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}")  # fullmatch; one file name is at most 255 bytes
 _TEMP_PREFIX = ".tmp-"
@@ -168,6 +168,14 @@ class LocalStore:
         info = BlobInfo(stamp[-1], f'"{digest.hexdigest()}"')
         self._cache.put(key, stamp, info, None)
         return fh, info
+
+    def stat(self, key):
+        """Size and modification time without opening the blob (no hashing, unlike info)."""
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(key) from None
+        return BlobStat(st.st_size, st.st_mtime)
 
     def exists(self, key):
         return self._path(key).is_file()

@@ -63,6 +63,16 @@ def test_delete_removes(store):
     assert list(store.list()) == []
 
 
+def test_stat_gives_size_and_the_time_of_the_last_put(store):
+    store.put("a/b", b"12345")
+    os.utime(store.root / "a" / "b", (1_000_000, 1_000_000))
+    assert store.stat("a/b") == (5, 1_000_000)
+    store.put("a/b", b"123")
+    assert store.stat("a/b").size == 3 and store.stat("a/b").modified > 1_000_000
+    with pytest.raises(BlobNotFound):
+        store.stat("a/c")
+
+
 def test_a_cached_blob_replaced_by_another_process_is_served_fresh(tmp_path):
     reader, writer = open_store(tmp_path / "blobs"), open_store(tmp_path / "blobs")  # two processes' views
     writer.put("registry/acme/names", b"first")

@@ -12,6 +12,6 @@ the module it drives.
 
 from appliance.cli.group import main
 # Imported for their side effect: each registers its commands on `main`.
-from appliance.cli import backup, keys, orgs, registry, server, users  # noqa: F401,E402
+from appliance.cli import backup, gc, keys, orgs, registry, server, users  # noqa: F401,E402
 
 __all__ = ["main"]

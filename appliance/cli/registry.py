@@ -62,6 +62,8 @@ def import_command(rt, org_name, paths):
 def check(rt, repair):
     """Verify every stored file against the database and the signing key."""
     from appliance import check as checker
+    from appliance.cli import gc as gc_cli
+    from appliance.ops import gc
 
     problems = checker.run(rt)
     for problem in problems:
@@ -76,6 +78,10 @@ def check(rt, repair):
             registry_builder.full(rt, organization)
             click.echo(f"{name}: registry rebuilt")
         problems = checker.run(rt)
+    # Unreferenced blobs are garbage, not damage: reported, never a failure (see `hexvault gc`).
+    garbage = gc.collect(rt)
+    if garbage.orphans or garbage.young:
+        click.echo(f"note: {gc_cli.describe(garbage)}; `hexvault gc --delete` removes the old ones")
     if problems:
         click.echo(f"{len(problems)} problem(s)", err=True)
         sys.exit(1)
