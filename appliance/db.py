@@ -1,4 +1,5 @@
-"""The SQLite database: late-bound, WAL, one schema version, writes in IMMEDIATE transactions."""
+"""The SQLite database: late-bound, WAL, writes in IMMEDIATE transactions. Its schema version
+and migrations live in ``appliance.migrations``."""
 
 import contextlib
 import fcntl
@@ -7,8 +8,6 @@ import os
 import threading
 
 import peewee
-
-SCHEMA_VERSION = 1
 
 # Bound to a file by init_database(); models refer to this object from import time on.
 database = peewee.SqliteDatabase(None)

@@ -98,6 +98,20 @@ class NotInitialized(HexvaultError):
     message = "data directory is not initialized; run `hexvault init`"
 
 
+class SchemaTooNew(HexvaultError):
+    """The database was upgraded by a newer Hexvault than this one."""
+
+    status = 503
+    message = "the database schema is newer than this Hexvault"
+
+
+class MigrationFailed(HexvaultError):
+    """A schema migration raised; its transaction was rolled back."""
+
+    status = 503
+    message = "a schema migration failed"
+
+
 class ConfigError(HexvaultError):
     """A setting has an unknown name or a value that cannot be parsed."""
 

@@ -1,23 +1,29 @@
 """The running appliance: config, database, blob store, app secret and registry signing key.
 
 ``initialize`` creates a data directory once (``hexvault init``); ``open_runtime`` opens an
-existing one and refuses anything else with one clear sentence.
+existing one and refuses anything else with one clear sentence. Every process that opens the
+runtime (``hexvault serve`` and each CLI command) first applies pending schema migrations and
+logs them, so an upgraded Hexvault never runs on the old schema; a database newer than the code
+is refused (see ``appliance.migrations``).
 """
 
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import threading
 
-from appliance import audit
+from appliance import audit, migrations
 from appliance.loginlimit import FailedLogins
 from appliance.lookupcache import LookupCache
-from appliance.db import SCHEMA_VERSION, database, init_database, write_tx
+from appliance.db import database, init_database, write_tx
 from appliance.errors import NotInitialized
-from appliance.models import ALL_MODELS, Meta, SigningKey, utcnow
+from appliance.models import SigningKey, utcnow
 from appliance.protocol import signing
 from storage import open_store
+
+log = logging.getLogger("hexvault")
 
 
 class Runtime:
@@ -106,23 +112,27 @@ def initialize(config):
     os.chmod(config.keys_path, 0o700)
     init_database(config.database_path)
     with database.connection_context():
-        with write_tx():
-            database.create_tables(ALL_MODELS)
-            Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
+        migrations.upgrade(config)  # from version 0: the same schema an upgraded database has
         create_signing_key(config)
     # The secret is written last: its presence marks a complete initialization.
     write_private(data / "secret_key", secrets.token_hex(32).encode())
 
 
-def open_runtime(config):
+def open_database(config):
+    """Bind the database of an initialized data directory (no migration: see open_runtime)."""
     if not is_initialized(config):
         raise NotInitialized(f"{config.data_dir} is not initialized; run `hexvault init` first")
     init_database(config.database_path)
-    with database.connection_context():
-        row = Meta.get_or_none(Meta.key == "schema_version")
-        version = int(row.value) if row else 0
-    if version != SCHEMA_VERSION:
-        raise NotInitialized(
-            f"{config.database_path} has schema version {version}; this Hexvault needs {SCHEMA_VERSION}")
-    return Runtime(config)
 
+
+def open_runtime(config):
+    """The Runtime of an initialized data directory, its schema migrated to this version."""
+    open_database(config)
+    with database.connection_context():
+        outcome = migrations.upgrade(config)
+    if outcome.copy_path:
+        log.warning("copied the database (schema version %d) to %s before migrating",
+                    outcome.from_version, outcome.copy_path)
+    for migration in outcome.applied:
+        log.warning("applied schema migration %s: %s", migration.name, migration.summary)
+    return Runtime(config)

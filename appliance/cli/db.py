@@ -1,0 +1,43 @@
+"""``hexvault migrate``: bring the database schema to this Hexvault's version.
+
+Start-up does the same on its own (every command that opens the runtime migrates first); this
+command lets an upgrade (install.sh) migrate before the service restarts, and shows what is
+pending with ``--dry-run``.
+"""
+
+import click
+
+from appliance import migrations
+from appliance.cli.group import fail, main
+from appliance.db import database
+from appliance.errors import HexvaultError
+
+
+@main.command("migrate")
+@click.option("--dry-run", is_flag=True, help="List the pending migrations without applying them.")
+@click.pass_obj
+def migrate(ctx, dry_run):
+    """Apply pending schema migrations (a copy of the database is kept first)."""
+    from appliance.runtime import open_database
+
+    try:
+        open_database(ctx.config)
+        with database.connection_context():
+            if dry_run:
+                current, todo = migrations.pending(ctx.config)
+            else:
+                outcome = migrations.upgrade(ctx.config)
+                current, todo = outcome.version, outcome.applied
+    except HexvaultError as exc:
+        fail(exc.message)
+    if dry_run:
+        for migration in todo:
+            click.echo(f"pending {migration.name}: {migration.summary}")
+        click.echo(f"schema version {current}: " + (
+            f"{len(todo)} migration(s) pending; run `hexvault migrate`" if todo else "up to date"))
+        return
+    if outcome.copy_path:
+        click.echo(f"copied the database (schema version {outcome.from_version}) to {outcome.copy_path}")
+    for migration in todo:
+        click.echo(f"applied {migration.name}: {migration.summary}")
+    click.echo(f"schema version {current}: up to date")
