@@ -43,11 +43,15 @@ class ServerProcess:
         self.proc.stderr.close()
 
     def stop(self):
+        """Stop the server; returns what it wrote to stderr (its log)."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        log = ""
         if self.proc and self.proc.stderr and not self.proc.stderr.closed:
+            log = self.proc.stderr.read().decode(errors="replace")
             self.proc.stderr.close()
+        return log
