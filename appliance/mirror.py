@@ -238,7 +238,9 @@ def blob(rt, path):
     if not FILE_RE.fullmatch(path):
         raise NotFound()
     try:
-        return Blob.opened(rt.store, key_for(path))
+        # The static-file ETag (mtime, size): the TLS front serves these files from disk itself
+        # and must answer with the same ETags. Mirror tarballs are never replaced once stored.
+        return Blob.opened(rt.store, key_for(path), immutable=path.startswith("tarballs/"), static_etag=True)
     except (BlobNotFound, InvalidKey):
         raise NotFound() from None
 

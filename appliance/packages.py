@@ -15,6 +15,8 @@ same: "the registry never names a release whose tarball is not there yet"):
 import hashlib
 import typing
 
+import storage
+
 from appliance import audit, registry_builder
 from appliance.db import database, write_tx
 from appliance.errors import Invalid, InvalidTarball, NotFound, ReleaseExists
@@ -33,20 +35,32 @@ lpt8 lpt9 package packages organization organizations www all assets api docs
 RETIREMENT_REASONS = ("other", "invalid", "security", "deprecated", "renamed")
 
 
+# Cache-Control of repository files, here because the TLS front's nginx site sends the same.
+# Private: per-key visibility means no shared cache may keep them (registry-v2.md).
+REGISTRY_CACHE = "private, max-age=60"
+TARBALL_CACHE = "private, max-age=86400"
+
+
 class Blob(typing.NamedTuple):
     """A stored file a route can stream: its ETag, size, a function that opens it, and one that
     releases it unread (a 304). ``opened`` makes one from an already open handle, so the size
-    and ETag describe exactly what that handle reads even while a put replaces the file."""
+    and ETag describe exactly what that handle reads even while a put replaces the file.
+
+    ``immutable_key`` is the store key of a blob that is never replaced (content-addressed
+    tarballs and docs): only those may be handed to the TLS front by path (X-Accel-Redirect),
+    since the front opens the path after Hexvault has answered."""
 
     etag: str
     size: int
     open: typing.Callable
     release: typing.Callable = lambda: None
+    immutable_key: str = None
 
     @classmethod
-    def opened(cls, store, key):
+    def opened(cls, store, key, *, immutable=False, static_etag=False):
         fh, info = store.open_with_info(key)
-        return cls(info.etag, info.size, lambda: fh, fh.close)
+        etag = storage.static_etag(info) if static_etag else info.etag
+        return cls(etag, info.size, lambda: fh, fh.close, key if immutable else None)
 
 
 def _invalid(field, message):
@@ -361,7 +375,7 @@ def tarball_blob(rt, org, filename, lookup=release_file):
         raise NotFound()
     outer, size = row
     key = tarball_key(outer)
-    return Blob(f'"{outer}"', size, lambda: rt.store.open_with_info(key)[0])
+    return Blob(f'"{outer}"', size, lambda: rt.store.open_with_info(key)[0], immutable_key=key)
 
 
 def docs_blob(rt, org, filename):
@@ -374,4 +388,4 @@ def docs_blob(rt, org, filename):
         raise NotFound() from None
     if not release.docs_checksum:
         raise NotFound()
-    return Blob.opened(rt.store, docs_key(release.docs_checksum))
+    return Blob.opened(rt.store, docs_key(release.docs_checksum), immutable=True)

@@ -22,6 +22,13 @@ class InvalidKey(ValueError):
 class BlobInfo(typing.NamedTuple):
     size: int
     etag: str  # quoted strong ETag of the bytes, ready for an HTTP header
+    mtime: int = 0  # seconds; with size, what a static file server (nginx) makes its ETag from
+
+
+def static_etag(info):
+    """The ETag nginx gives a file it serves itself (``"<mtime hex>-<size hex>"``), so a file the
+    TLS front serves from disk and the same file served by Hexvault carry the same ETag."""
+    return f'"{info.mtime:x}-{info.size:x}"'
 
 
 class BlobStat(typing.NamedTuple):

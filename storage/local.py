@@ -158,14 +158,14 @@ class LocalStore:
         if stamp[-1] <= CACHE_FILE_BYTES:
             with fh:
                 data = fh.read()
-            info = BlobInfo(len(data), f'"{hashlib.sha256(data).hexdigest()}"')
+            info = BlobInfo(len(data), f'"{hashlib.sha256(data).hexdigest()}"', stamp[2] // 10**9)
             self._cache.put(key, stamp, info, data)
             return io.BytesIO(data), info
         digest = hashlib.sha256()
         for chunk in iter(lambda: fh.read(1 << 16), b""):
             digest.update(chunk)
         fh.seek(0)
-        info = BlobInfo(stamp[-1], f'"{digest.hexdigest()}"')
+        info = BlobInfo(stamp[-1], f'"{digest.hexdigest()}"', stamp[2] // 10**9)
         self._cache.put(key, stamp, info, None)
         return fh, info
 

@@ -12,10 +12,11 @@ def erlang_binary(text):
 
 
 def rebar3_compile(workdir, *, repo_name, repo_url, public_key_pem, repo_key, deps, api_url=None,
-                   verify_origin=True, extra_env=None, task="compile", extra_repos=()):
+                   verify_origin=True, extra_env=None, task="compile", extra_repos=(), extra_global=""):
     """Write a global rebar3 config naming only our repo (and ``extra_repos``, dicts of binary
     fields), a project depending on ``deps`` ([(name, version)]), run ``rebar3 TASK`` (compile by
-    default) and return the CompletedProcess."""
+    default) and return the CompletedProcess. ``extra_global`` is appended to the global config
+    (e.g. ``{ssl_cacerts_path, "ca.pem"}.``)."""
     home = workdir / "home"
     config_dir = home / ".config" / "rebar3"
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -27,7 +28,8 @@ def rebar3_compile(workdir, *, repo_name, repo_url, public_key_pem, repo_key, de
     entries = ["#{" + ", ".join(entry) + "}"]
     for extra in extra_repos:
         entries.append("#{" + ", ".join(f"{k} => {erlang_binary(v)}" for k, v in extra.items()) + "}")
-    (config_dir / "rebar.config").write_text("{hex, [{repos, replace, [" + ", ".join(entries) + "]}]}.\n")
+    (config_dir / "rebar.config").write_text("{hex, [{repos, replace, [" + ", ".join(entries) + "]}]}.\n"
+                                             + extra_global)
     project = workdir / "project"
     project.mkdir(exist_ok=True)
     dep_terms = ", ".join(f'{{{name}, "{version}"}}' for name, version in deps)

@@ -11,11 +11,12 @@ same error bodies; anything else, and any unexpected failure, falls through to F
 import logging
 import re
 
+from appliance import front
 from appliance.db import database
 from appliance.errors import HexvaultError
 from appliance.routes.keyauth import principal_for
 from appliance.routes.mirror import find_mirror_file
-from appliance.routes.repository import find_file, not_modified
+from appliance.routes.repository import accel_redirect, find_file, not_modified
 from storage import BlobNotFound
 
 FAST_RE = re.compile(r"(?:/mirror/hexpm)?/repos/([a-z0-9_]+)/((?:names|versions)|(?:packages|tarballs)/[^/]+)")
@@ -67,6 +68,12 @@ class RepositoryFastPath:
         if not_modified(environ.get("HTTP_IF_NONE_MATCH"), blob.etag):
             blob.release()
             start_response("304 Not Modified", headers)
+            return []
+        target = accel_redirect(environ.get(front.ACCEL_REQUEST_ENVIRON), blob)
+        if target:
+            blob.release()
+            start_response("200 OK", headers + [("X-Accel-Redirect", target), ("Content-Type", "application/octet-stream"),
+                                                ("Content-Length", "0")])
             return []
         try:
             fh = blob.open()

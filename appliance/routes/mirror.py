@@ -1,7 +1,9 @@
 """The read-only hex.pm mirror at /mirror/hexpm/ (HEX_MIRROR for mix, HEX_CDN for rebar3).
 
-Only what imported bundles brought is served, byte for byte, with the same ETag/304 rules and
-no Content-Encoding as the organization repositories (routes/repository.py serve_blob).
+Only what imported bundles brought is served, byte for byte, with the same 304 rules and no
+Content-Encoding as the organization repositories (routes/repository.py serve_blob). Its ETags
+are those of a static file server (storage.static_etag), because behind the TLS front nginx
+serves the open mirror straight from the data directory.
 """
 
 from flask import Blueprint, Response

@@ -18,7 +18,7 @@ import re
 from flask import Blueprint, Response, request
 from werkzeug.wsgi import wrap_file
 
-from appliance import packages, permissions, registry_builder
+from appliance import front, packages, permissions, registry_builder
 from appliance.errors import Forbidden, NotFound, Unauthenticated
 from appliance.models import SigningKey
 from appliance.routes.keyauth import current_principal, runtime
@@ -26,8 +26,8 @@ from storage import BlobNotFound
 
 bp = Blueprint("repository", __name__)
 
-REGISTRY_CACHE = "private, max-age=60"
-TARBALL_CACHE = "private, max-age=86400"
+REGISTRY_CACHE = packages.REGISTRY_CACHE
+TARBALL_CACHE = packages.TARBALL_CACHE
 # Every pattern in this code base is used with fullmatch: ``$`` also matches before a final newline.
 PATH_RE = re.compile(r"(names|versions|packages/([^/]+)|tarballs/([^/]+)|docs/([^/]+))")
 
@@ -85,11 +85,25 @@ def not_modified(if_none_match, etag):
     return inm == "*" or etag in [tag.strip() for tag in inm.split(",")]
 
 
+def accel_redirect(front_header, blob):
+    """The X-Accel-Redirect target for ``blob`` when the TLS front asked for one (it sends
+    front.ACCEL_REQUEST_HEADER on every proxied request) and the blob is never replaced; else
+    None. A client that forges the header only gets an empty body for a file it may read."""
+    if front_header != front.ACCEL_REQUEST_VALUE or not blob.immutable_key:
+        return None
+    return front.ACCEL_LOCATION + blob.immutable_key
+
+
 def serve_blob(blob, cache_control):
     headers = {"ETag": blob.etag, "Cache-Control": cache_control}
     if not_modified(request.headers.get("If-None-Match"), blob.etag):
         blob.release()
         return Response(status=304, headers=headers)
+    target = accel_redirect(request.headers.get(front.ACCEL_REQUEST_HEADER), blob)
+    if target:
+        blob.release()
+        headers["X-Accel-Redirect"] = target
+        return Response(b"", headers=headers, content_type="application/octet-stream")
     try:
         fh = blob.open()
     except BlobNotFound:
