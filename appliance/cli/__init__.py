@@ -12,6 +12,14 @@ the module it drives.
 
 from appliance.cli.group import main
 # Imported for their side effect: each registers its commands on `main`.
-from appliance.cli import backup, front, keys, orgs, registry, server, users  # noqa: F401,E402
+from appliance.cli import backup  # noqa: F401,E402
+from appliance.cli import db  # noqa: F401,E402
+from appliance.cli import front  # noqa: F401,E402
+from appliance.cli import gc  # noqa: F401,E402
+from appliance.cli import keys  # noqa: F401,E402
+from appliance.cli import orgs  # noqa: F401,E402
+from appliance.cli import registry  # noqa: F401,E402
+from appliance.cli import server  # noqa: F401,E402
+from appliance.cli import users  # noqa: F401,E402
 
 __all__ = ["main"]
