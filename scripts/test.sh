@@ -27,18 +27,21 @@ as_root() {
 }
 
 # --- 1. system packages -----------------------------------------------------------------
+# tool -> Debian package that provides it (nginx is the TLS front's tests; openssl drives s_client)
+TOOLS=(erl rebar3 chromium chromedriver nginx openssl)
+PACKAGES=(erlang-nox rebar3 chromium chromium-driver nginx openssl)
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
-for tool in erl rebar3 chromium chromedriver; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for tool in "${TOOLS[@]}"; do
+    have "$tool" || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-    say "missing ${missing[*]}: installing erlang-nox rebar3 chromium chromium-driver with apt-get"
+    say "missing ${missing[*]}: installing ${PACKAGES[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -q >/dev/null
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        erlang-nox rebar3 chromium chromium-driver >/dev/null
-    for tool in erl rebar3 chromium chromedriver; do
-        command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after apt-get install"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}" >/dev/null
+    for tool in "${TOOLS[@]}"; do
+        have "$tool" || die "$tool is still missing after apt-get install"
     done
 fi
 
