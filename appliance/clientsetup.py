@@ -5,6 +5,36 @@ field says so, and mix and rebar3 refuse a mismatch (hex-protocol.md §3.5).
 """
 
 import dataclasses
+import typing
+
+from appliance.errors import ConfigError
+
+CA_FILE = "hexvault-ca.pem"  # what the set-up commands save the company CA as
+
+
+class CompanyCA(typing.NamedTuple):
+    """The CA clients must trust for the TLS front, when it is not a public one."""
+
+    url: str
+    fingerprint: str  # SHA-256 of the certificate, as `openssl x509 -fingerprint -sha256` prints it
+    pem: bytes
+
+
+def company_ca(config):
+    """The CA named by the ``tls_ca_file`` setting, or None."""
+    if not config.tls_ca_file:
+        return None
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        with open(config.tls_ca_file, "rb") as fh:
+            pem = fh.read()
+        cert = x509.load_pem_x509_certificate(pem)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"setting tls_ca_file: cannot read a PEM certificate from {config.tls_ca_file} ({exc})") from None
+    fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+    return CompanyCA(f"{config.external_url}/ca.pem", fingerprint, pem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,14 +47,30 @@ class ClientSetup:
     fingerprint: str
     repo_key: str
     api_key: str
+    ca: CompanyCA = None
 
     @property
     def public_key_url(self):
         return f"{self.repo_url}/public_key"
 
     @property
+    def save_ca(self):
+        """Fetch the company CA (not yet trusted, hence -k) and show its fingerprint to compare
+        with the one the administrator published."""
+        if not self.ca:
+            return None
+        return (f"curl -fsSk -o {CA_FILE} {self.ca.url} && "
+                f"openssl x509 -noout -fingerprint -sha256 -in {CA_FILE}   # must print {self.ca.fingerprint}")
+
+    @property
+    def mix_trust_ca(self):
+        # Hex replaces its own CA list with this file (hex-protocol.md §6.2).
+        return f'mix hex.config cacerts_path "$PWD/{CA_FILE}"' if self.ca else None
+
+    @property
     def save_public_key(self):
-        return f"curl -fsS -o {self.org}.pem {self.public_key_url}"
+        cacert = f" --cacert {CA_FILE}" if self.ca else ""
+        return f"curl -fsS{cacert} -o {self.org}.pem {self.public_key_url}"
 
     @property
     def mix_repo_add(self):
@@ -61,8 +107,11 @@ class ClientSetup:
         # repo_public_key is mandatory for custom rebar3 repos (hex_core maps:get/2 crashes
         # without it), and api_url is needed for `rebar3 hex` commands.
         pem = self.public_key_pem.strip().replace("\n", "\\n")
+        # rebar3 trusts a CA from ssl_cacerts_path in its global config (rebar_utils get_cacerts).
+        trust = f'{{ssl_cacerts_path, "/ABSOLUTE/PATH/{CA_FILE}"}}.\n' if self.ca else ""
         return (
             "%% ~/.config/rebar3/rebar.config\n"
+            + trust +
             "{hex, [{repos, [\n"
             f"  #{{name => <<\"{self.org}\">>,\n"
             f"    repo_url => <<\"{self.repo_url}\">>,\n"
@@ -77,17 +126,22 @@ class ClientSetup:
         return "{deps, [{my_package, \"0.1.0\"}]}."
 
 
-def for_org(base_url, org_name, public_key_pem, fingerprint, repo_key="<REPOSITORY_KEY>", api_key="<API_KEY>"):
+def for_org(base_url, org_name, public_key_pem, fingerprint, repo_key="<REPOSITORY_KEY>", api_key="<API_KEY>",
+            ca=None):
     return ClientSetup(org=org_name, repo_url=f"{base_url}/repos/{org_name}", mirror_url=f"{base_url}/mirror/hexpm",
                        api_url=f"{base_url}/api",
-                       public_key_pem=public_key_pem, fingerprint=fingerprint, repo_key=repo_key, api_key=api_key)
+                       public_key_pem=public_key_pem, fingerprint=fingerprint, repo_key=repo_key, api_key=api_key,
+                       ca=ca)
 
 
 def render_text(setup):
     return "\n".join([
         f"# Repository {setup.org}: use exactly this name in your clients.",
         "",
+        *([f"## the TLS front's CA (once per machine; compare the fingerprint with the administrator's)",
+           setup.save_ca, ""] if setup.ca else []),
         "## mix",
+        *([setup.mix_trust_ca] if setup.ca else []),
         setup.save_public_key,
         setup.mix_repo_add,
         f"#   or, checking the key by fingerprint: {setup.mix_repo_add_fingerprint}",

@@ -75,6 +75,10 @@ SETTINGS = (
             "public packages and mix sends no key to a plain HEX_MIRROR."),
     Setting("mirror_public_key", "", _str,
             "PEM file of the key hex.pm mirror bundles must be signed with; empty means hex.pm's own key."),
+    Setting("tls_ca_file", "", _str,
+            "PEM file of the CA that signed the TLS front's certificate, when clients do not already trust it: "
+            "served at /ca.pem and shown with its fingerprint in the client set-up (install.sh --tls-self-signed "
+            "sets it)."),
     Setting("gc_grace_seconds", 3600, _int,
             "`hexvault gc` leaves unreferenced blobs younger than this alone (a publish in flight stores its "
             "tarball before it commits), in seconds."),
@@ -100,6 +104,7 @@ class Config:
     access_log: bool
     mirror_requires_key: bool
     mirror_public_key: str
+    tls_ca_file: str
     gc_grace_seconds: int
     source: str = ""
 

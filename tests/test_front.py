@@ -29,15 +29,16 @@ class Fronted:
         self.root = world_dir("hvfront")
         https_port = free_port()
         base = f"https://localhost:{https_port}"
+        self.tls = make_tls(self.root / "tls")
         config = load_config(environ={}, data_dir=str(self.root / "data"), bcrypt_rounds=4, base_url=base,
-                             trusted_proxy=True, secure_cookies=True, mirror_requires_key=mirror_requires_key)
+                             trusted_proxy=True, secure_cookies=True, mirror_requires_key=mirror_requires_key,
+                             tls_ca_file=self.tls.ca_cert)
         initialize(config)
         self.runtime = open_runtime(config)
         database.connect(reuse_if_open=True)
         self.world = make_world(self.runtime)
         self.server = LiveServer().start(__import__("appliance").create_app(config, self.runtime), config)
         share_blobs_with_service(config.blob_path)
-        self.tls = make_tls(self.root / "tls")
         upstream = self.server.url.removeprefix("http://")
         self.front = NginxFront(config, upstream, self.tls, https_port=https_port).start()
         self.hv = Driver(self.front.url, self.runtime, **self.world)
@@ -209,3 +210,47 @@ def test_front_config_refuses_a_plain_http_base_url(tmp_path):
     result = CliRunner().invoke(main, ["front", "config", "--cert", "c.pem", "--key", "k.pem"], env=env)
     assert result.exit_code == 0 and "server_name hex.corp;" in result.output
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in result.output
+
+
+def test_the_client_setup_commands_trust_the_ca_by_its_fingerprint(fronted, tmp_path):
+    """What `hexvault org client-setup` tells a developer to type, typed: fetch the CA, check its
+    fingerprint, then fetch the public key with it."""
+    from click.testing import CliRunner
+
+    from appliance.cli import main
+    from appliance.front.selfsigned import fingerprint
+    from cryptography import x509
+
+    config = fronted.runtime.config
+    env = {"HEXVAULT_DATA_DIR": str(config.data_path), "HEXVAULT_CONFIG": "", "HEXVAULT_BASE_URL": config.base_url,
+           "HEXVAULT_TLS_CA_FILE": config.tls_ca_file}
+    text = CliRunner().invoke(main, ["org", "client-setup", "acme"], env=env).output
+    ca_line = next(line for line in text.splitlines() if line.startswith("curl -fsSk"))
+    key_line = next(line for line in text.splitlines() if line.startswith("curl -fsS --cacert"))
+    assert 'mix hex.config cacerts_path "$PWD/hexvault-ca.pem"' in text
+    assert '{ssl_cacerts_path, "/ABSOLUTE/PATH/hexvault-ca.pem"}.' in text
+    with open(config.tls_ca_file, "rb") as fh:
+        expected = fingerprint(x509.load_pem_x509_certificate(fh.read()))
+    assert expected in ca_line
+    env = {"PATH": "/usr/bin:/bin"}
+    fetched = subprocess.run(["bash", "-c", ca_line.split("   #")[0]], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=30)
+    assert fetched.returncode == 0, fetched.stderr
+    assert f"Fingerprint={expected}" in fetched.stdout
+    key = subprocess.run(["bash", "-c", key_line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert key.returncode == 0, key.stderr
+    assert (tmp_path / "acme.pem").read_text() == fronted.hv.public_key_pem
+    with open(config.tls_ca_file, "rb") as fh:
+        assert (tmp_path / "hexvault-ca.pem").read_bytes() == fh.read()
+
+
+def test_without_a_company_ca_there_is_no_ca_file_and_no_ca_step(hv):
+    assert hv.http.get(f"{hv.url}/ca.pem").status_code == 404
+    from click.testing import CliRunner
+
+    from appliance.cli import main
+
+    config = hv.runtime.config
+    env = {"HEXVAULT_DATA_DIR": str(config.data_path), "HEXVAULT_CONFIG": ""}
+    text = CliRunner().invoke(main, ["org", "client-setup", "acme"], env=env).output
+    assert "hexvault-ca.pem" not in text and "curl -fsS -o acme.pem" in text

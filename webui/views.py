@@ -45,8 +45,9 @@ def require_admin():
 def client_setup(org, repo_key=None, api_key=None):
     signing = SigningKey.current()
     extra = {k: v for k, v in (("repo_key", repo_key), ("api_key", api_key)) if v}
-    return clientsetup.for_org(runtime().config.external_url, org.name, signing.public_pem, signing.fingerprint,
-                               **extra)
+    config = runtime().config
+    return clientsetup.for_org(config.external_url, org.name, signing.public_pem, signing.fingerprint,
+                               ca=clientsetup.company_ca(config), **extra)
 
 
 @bp.get("/")

@@ -57,4 +57,5 @@ def org_client_setup(rt, org_name):
     organization = orgs.get(org_name)
     signing = SigningKey.current()
     click.echo(clientsetup.render_text(clientsetup.for_org(
-        rt.config.external_url, organization.name, signing.public_pem, signing.fingerprint)))
+        rt.config.external_url, organization.name, signing.public_pem, signing.fingerprint,
+        ca=clientsetup.company_ca(rt.config))))

@@ -49,7 +49,7 @@ def init(ctx, admin_name, admin_password, org_name):
     click.echo(f"API key:         {api_secret}    (publish as {admin_name}; shown once)")
     click.echo(f"Signing key:     {signing.fingerprint}\n")
     setup = clientsetup.for_org(config.external_url, org.name, signing.public_pem, signing.fingerprint,
-                                repo_key=repo_secret, api_key=api_secret)
+                                repo_key=repo_secret, api_key=api_secret, ca=clientsetup.company_ca(config))
     click.echo(clientsetup.render_text(setup))
 
 

@@ -18,7 +18,7 @@ import re
 from flask import Blueprint, Response, request
 from werkzeug.wsgi import wrap_file
 
-from appliance import front, packages, permissions, registry_builder
+from appliance import clientsetup, front, packages, permissions, registry_builder
 from appliance.errors import Forbidden, NotFound, Unauthenticated
 from appliance.models import SigningKey
 from appliance.routes.keyauth import current_principal, runtime
@@ -124,6 +124,16 @@ def public_key(org_name):
     pem = SigningKey.current().public_pem
     return Response(pem, content_type="application/x-pem-file",
                     headers={"Cache-Control": "public, max-age=300"})
+
+
+@bp.get("/ca.pem")
+def company_ca():
+    """The CA of the TLS front's certificate (setting tls_ca_file), for clients to trust after
+    comparing its fingerprint with the one the administrator published."""
+    ca = clientsetup.company_ca(runtime().config)
+    if ca is None:
+        raise NotFound()
+    return Response(ca.pem, content_type="application/x-pem-file", headers={"Cache-Control": "public, max-age=300"})
 
 
 @bp.get("/repos/<org_name>/<path:path>")
