@@ -32,7 +32,9 @@ Production (as root):
   written only if absent), initializes the data directory on first run (prints the
   generated admin password once: note it), installs /etc/systemd/system/hexvault.service
   and enables and (re)starts it when systemd is running.
-  Re-running upgrades the package and keeps the data and the configuration.
+  Re-running upgrades the package, keeps the data and the configuration, and migrates the
+  database to the new schema (hexvault migrate, as the service user, with the service stopped;
+  a copy of the database is kept in DATA/pre-migration).
 
   --prefix DIR        installation prefix (default: /opt/hexvault)
   --data-dir DIR      data directory (default: /var/lib/hexvault)
@@ -183,6 +185,9 @@ dev_install() {
     if [ -e "$DATA_DIR/hexvault.db" ]; then
         say "$DATA_DIR is already initialized; keeping it"
         check_complete_init
+        if [ -e "$DATA_DIR/secret_key" ]; then
+            "$venv/bin/hexvault" migrate || die "hexvault migrate failed; the database keeps its previous schema"
+        fi
     else
         say "initializing $DATA_DIR (admin: $ADMIN, organization: $ORG)"
         if [ ! -d "$DATA_DIR" ]; then
@@ -223,6 +228,19 @@ as_service_user() {  # run "$@" as the service user with a clean environment
     (cd / && runuser -u "$SVC_USER" -- env -i \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME="$DATA_DIR" LANG=C.UTF-8 HEXVAULT_CONFIG="$CONFIG_FILE" "$@")
+}
+
+migrate_schema() {  # bring the database to the new release's schema before it serves
+    # The old server must not write while its schema changes under it, nor run on the new one.
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 &&
+        systemctl is-active --quiet hexvault 2>/dev/null; then
+        say "stopping hexvault to migrate its database"
+        systemctl stop hexvault
+        [ "$NO_START" -eq 0 ] || warn "hexvault was stopped for the migration; start it with: systemctl start hexvault"
+    fi
+    say "migrating the database schema as $SVC_USER (a copy is kept in $DATA_DIR/pre-migration)"
+    (umask 027 && as_service_user "$1" migrate) ||
+        die "hexvault migrate failed; the database keeps its previous schema (see the error above)"
 }
 
 prod_install() {
@@ -378,6 +396,9 @@ EOF
     if [ -e "$DATA_DIR/hexvault.db" ]; then
         say "$DATA_DIR is already initialized; keeping it"
         check_complete_init
+        if [ -e "$DATA_DIR/secret_key" ]; then
+            migrate_schema "$venv/bin/hexvault"
+        fi
     else
         say "initializing $DATA_DIR as $SVC_USER (admin: $ADMIN, organization: $ORG)"
         say "the admin password below is shown only once: store it safely"

@@ -135,6 +135,8 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     again = subprocess.run(offline_prefix() + args, capture_output=True, text=True, timeout=600, cwd=root)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert "already initialized; keeping it" in again.stderr
+    assert re.search(r"^schema version \d+: up to date$", again.stdout, re.M), again.stdout + again.stderr
+    assert {p.stat().st_uid for p in data.rglob("*")} == {user.pw_uid}  # the migration ran as the service user
     assert "Admin password" not in again.stdout + again.stderr
     assert "a local edit the upgrade must keep" in config.read_text()
     proc = serve()
