@@ -42,6 +42,18 @@ def migration_package(tmp_path, monkeypatch, name, **modules):
     return name
 
 
+def normalized_condition(sql):
+    """A partial index's WHERE clause without quoting, spacing or one pair of enclosing
+    parentheses, which peewee writes and hand-written DDL may not."""
+    text = " ".join(sql.replace('"', "").split())
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and i < len(text) - 1:
+            return text  # the first parenthesis closes early: not one enclosing pair
+    return text[1:-1].strip() if text.startswith("(") else text
+
+
 def schema(path):
     """Tables with their columns, foreign keys and indexes, in a form that ignores column order
     and DDL spelling, read from SQLite's own catalogue."""
@@ -57,7 +69,7 @@ def schema(path):
             for _seq, index, unique, origin, partial in conn.execute(f'PRAGMA index_list("{table}")'):
                 cols = [r[2] for r in conn.execute(f'PRAGMA index_info("{index}")')]
                 sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()[0]
-                where = " ".join(sql.split(" WHERE ", 1)[1].split()) if partial else None
+                where = normalized_condition(sql.split(" WHERE ", 1)[1]) if partial else None
                 indexes[index] = (cols, unique, origin, where)
             result[table] = (columns, fks, indexes)
         return result
