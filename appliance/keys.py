@@ -239,7 +239,8 @@ def get(name, *, user=None, organization=None):
 
 
 def get_by_id(key_id):
-    key = Key.get_or_none(Key.id == key_id)
+    # An id from a URL may be any size; SQLite integers stop at 2**63 - 1.
+    key = Key.get_or_none(Key.id == key_id) if 0 < key_id < 2 ** 63 else None
     if key is None:
         raise NotFound("no such key")
     return key

@@ -207,6 +207,19 @@ def user_reset_password(username):
     return redirect(url_for("webui.users"))
 
 
+@bp.post("/users/<username>/disabled")
+@login_required
+def user_set_disabled(username):
+    """Disable (or enable again) an account: its logins, sessions and keys stop at once."""
+    require_admin()
+    user, disable = accounts.get_user(username), request.form.get("disabled") == "1"
+    if disable and user.id == me().id:
+        raise Invalid("Validation error(s)", {"user": "you cannot disable your own account"})
+    accounts.set_disabled(user, disable, actor=actor())
+    flash(f"{username} {'disabled' if disable else 'enabled'}.", "info")
+    return redirect(url_for("webui.users"))
+
+
 @bp.route("/signing-key", methods=["GET", "POST"])
 @login_required
 def signing_key():

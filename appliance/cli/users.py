@@ -44,6 +44,21 @@ def user_list(rt):
         click.echo(f"{u.username}\t{u.email or '-'}\t{flags or '-'}")
 
 
+@command(user, "disable")
+@click.argument("username")
+def user_disable(rt, username):
+    """Refuse the user's logins, sessions and keys (until enabled again); nothing is deleted."""
+    accounts.set_disabled(accounts.get_user(username), True)
+    click.echo(f"{username} disabled: logins, sessions and keys refused")
+
+
+@command(user, "enable")
+@click.argument("username")
+def user_enable(rt, username):
+    accounts.set_disabled(accounts.get_user(username), False)
+    click.echo(f"{username} enabled")
+
+
 @command(user, "set-password")
 @click.argument("username")
 @_password_option
