@@ -113,9 +113,11 @@ def test_bad_tarball_is_refused_and_nothing_is_stored(hv, case):
 
 def test_oversized_upload_is_refused_before_reading(hv):
     limit = hv.runtime.config.max_tarball_size
-    response = hv.api("POST", "repos/acme/publish?replace=false", data=b"\0" * (limit + 1))
-    assert response.status_code == 422
-    assert "too big" in response.term["errors"]["tar"]
+    for path in ("repos/acme/publish?replace=false", "repos/acme/packages/hello/releases/0.1.0/docs"):
+        response = hv.api("POST", path, data=b"\0" * (limit + 1))
+        assert response.status_code == 422
+        # The declared length refused it (api._upload_body), not the size check after reading.
+        assert response.term["errors"]["tar"] == f"too big: the upload is {limit + 1} bytes; the limit is {limit}"
 
 
 def test_longest_name_is_published_and_served(hv):

@@ -158,7 +158,8 @@ def _upload_body():
     """The uploaded tarball, refused before reading when its declared size is over the limit."""
     limit = runtime().config.max_tarball_size
     if (request.content_length or 0) > limit:
-        raise InvalidTarball(f"too big: {request.content_length} bytes; the limit is {limit}")
+        # Worded apart from packages.read_tarball's own size check, so a test can tell which one refused.
+        raise InvalidTarball(f"too big: the upload is {request.content_length} bytes; the limit is {limit}")
     return request.get_data(cache=False)
 
 
