@@ -1,8 +1,13 @@
-"""The audit log: who did what, written inside the same transaction as the change itself."""
+"""The audit log: who did what, written inside the same transaction as the change itself.
+
+Each row is also offered to the webhook outbox (ops/outbox.py), in the same transaction, so an
+organization's hooks hear of exactly the changes that committed.
+"""
 
 import dataclasses
 
 from appliance.models import AuditLog
+from appliance.ops import outbox
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +39,11 @@ def record(ctx, action, organization=None, target=None, **details):
     org_name = getattr(organization, "name", organization)
     details = {k: v for k, v in details.items() if v is not None}
     details.setdefault("via", ctx.via)
-    return AuditLog.create(
+    entry = AuditLog.create(
         user=ctx.user, actor=ctx.actor, action=action, organization=org_name, target=target,
         details=details, ip=ctx.ip, user_agent=(ctx.user_agent or "")[:300] or None)
+    outbox.enqueue(entry)
+    return entry
 
 
 def entries(organization=None, username=None, action=None, limit=200, before_id=None):

@@ -36,6 +36,12 @@ def _int(value):
     return int(value)
 
 
+def _float(value):
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    return float(value)
+
+
 def _str(value):
     if not isinstance(value, str):
         raise ValueError("expected a string")
@@ -82,6 +88,15 @@ SETTINGS = (
     Setting("gc_grace_seconds", 3600, _int,
             "`hexvault gc` leaves unreferenced blobs younger than this alone (a publish in flight stores its "
             "tarball before it commits), in seconds."),
+    Setting("webhook_timeout", 10.0, _float,
+            "Seconds a webhook receiver gets to accept the connection, and again to answer, before the attempt "
+            "counts as failed."),
+    Setting("webhook_retry_seconds", 10.0, _float, "Delay before the first retry of a failed webhook delivery; "
+            "it doubles with every further attempt."),
+    Setting("webhook_retry_max_seconds", 3600.0, _float, "Longest delay between two webhook delivery attempts."),
+    Setting("webhook_max_attempts", 15, _int,
+            "Attempts before a webhook delivery is marked failed (the admin UI can redeliver it)."),
+    Setting("webhook_workers", 2, _int, "Threads of `hexvault serve` sending webhook deliveries."),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -106,6 +121,11 @@ class Config:
     mirror_public_key: str
     tls_ca_file: str
     gc_grace_seconds: int
+    webhook_timeout: float
+    webhook_retry_seconds: float
+    webhook_retry_max_seconds: float
+    webhook_max_attempts: int
+    webhook_workers: int
     source: str = ""
 
     @property

@@ -2,6 +2,7 @@
 plural service modules (accounts, orgs, keys, packages)."""
 
 import datetime
+import json
 
 import peewee
 from playhouse.sqlite_ext import JSONField
@@ -170,5 +171,51 @@ class SigningKey(BaseModel):
         return cls.select().where(cls.retired_at.is_null()).order_by(cls.id.desc()).first()
 
 
+class Webhook(BaseModel):
+    """A URL that receives an organization's events (ops/webhooks.py). The secret the bodies are
+    signed with is stored Fernet-encrypted under a key derived from the app secret."""
+
+    organization = peewee.ForeignKeyField(Organization, backref="webhooks", on_delete="CASCADE")
+    url = peewee.TextField()  # up to 2,000 characters (webhooks.MAX_URL_LENGTH)
+    secret_encrypted = peewee.TextField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class WebhookEvent(BaseModel):
+    """The outbox: an event with the exact JSON body sent, written in the change's transaction."""
+
+    event_id = peewee.CharField(unique=True)  # X-Hexvault-Event-Id, for receivers to de-duplicate
+    organization = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
+    type = peewee.CharField()
+    body = peewee.TextField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    @property
+    def payload(self):
+        return json.loads(self.body)
+
+
+class WebhookDelivery(BaseModel):
+    """One event for one hook: pending (retried with backoff, leased while a worker posts it)
+    until a 2xx answer makes it delivered or the last attempt makes it failed."""
+
+    webhook = peewee.ForeignKeyField(Webhook, backref="deliveries", on_delete="CASCADE")
+    event = peewee.ForeignKeyField(WebhookEvent, backref="deliveries", on_delete="CASCADE")
+    state = peewee.CharField(default="pending")  # pending, delivered, failed
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = peewee.DateTimeField(default=utcnow)
+    lease_owner = peewee.CharField(null=True)
+    lease_expires_at = peewee.DateTimeField(null=True)
+    last_status = peewee.IntegerField(null=True)
+    last_error = peewee.TextField(null=True)
+    last_attempt_at = peewee.DateTimeField(null=True)
+    delivered_at = peewee.DateTimeField(null=True)
+    redelivery = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("state", "next_attempt_at"), False),)
+
+
 ALL_MODELS = (Meta, User, Organization, Membership, Key, Package, Release, Requirement, PendingBuild,
-              AuditLog, SigningKey)
+              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery)

@@ -14,6 +14,7 @@ from waitress.task import WSGITask
 from appliance import importer, registry_builder
 from appliance.db import database
 from appliance.models import Organization
+from appliance.ops import delivery
 from appliance.protocol.names import shown
 
 log = logging.getLogger("hexvault")
@@ -57,7 +58,8 @@ def start(rt):
     recover(rt)
     warm(rt)
     watcher = importer.DropFolderWatcher(rt).start()
-    return Background([watcher.stop])
+    webhooks = delivery.DeliveryWorker(rt).start()
+    return Background([watcher.stop, webhooks.stop])
 
 
 class _KeepAliveTask(WSGITask):

@@ -15,15 +15,16 @@ def free_port():
 
 
 class ServerProcess:
-    def __init__(self, data_dir, port=None):
+    def __init__(self, data_dir, port=None, env=None):
         self.data_dir = str(data_dir)
+        self.env = env or {}
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
     def start(self, deadline=30.0):
         env = dict(os.environ, HEXVAULT_DATA_DIR=self.data_dir, HEXVAULT_PORT=str(self.port),
-                   HEXVAULT_BASE_URL=self.url, HEXVAULT_LOG_LEVEL="WARNING", HEXVAULT_CONFIG="")
+                   HEXVAULT_BASE_URL=self.url, HEXVAULT_LOG_LEVEL="WARNING", HEXVAULT_CONFIG="", **self.env)
         self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         end = time.monotonic() + deadline
