@@ -29,6 +29,17 @@ from tests.conftest import make_world
 from tests.procserver import ServerProcess
 
 INITIAL = '"""The real first schema."""\nfrom appliance.migrations.m0001_initial import upgrade  # noqa: F401\n'
+# Test migrations come after the real ones, whatever their number: a fresh data directory is at LATEST.
+LATEST = migrations.latest_version()
+
+
+def after_real(**test_modules):
+    """The real migrations, then ``test_modules`` (name without number -> source) numbered on from LATEST."""
+    modules = {m.name: f'"""The real {m.name}."""\nfrom appliance.migrations.{m.name} import upgrade  # noqa: F401\n'
+               for m in migrations.discover()}
+    for offset, (what, source) in enumerate(test_modules.items(), 1):
+        modules[f"m{LATEST + offset:04d}_{what}"] = source
+    return modules
 
 
 def migration_package(tmp_path, monkeypatch, name, **modules):
@@ -127,7 +138,7 @@ def test_a_misnumbered_migration_package_is_refused(tmp_path, monkeypatch):
 
 def test_a_failing_migration_rolls_back_and_leaves_the_version(runtime, tmp_path, monkeypatch):
     make_world(runtime)
-    package = migration_package(tmp_path, monkeypatch, "failing", m0001_initial=INITIAL, m0002_half_done='''
+    package = migration_package(tmp_path, monkeypatch, "failing", **after_real(half_done='''
         """Adds a column and a table, fills them, then fails."""
         import peewee
         from playhouse.migrate import migrate
@@ -138,13 +149,13 @@ def test_a_failing_migration_rolls_back_and_leaves_the_version(runtime, tmp_path
             database.execute_sql('UPDATE "user" SET "nickname" = "username"')
             database.execute_sql('DELETE FROM "key"')
             raise ValueError("disk on fire")
-        ''')
+        '''))
     before = counts(runtime.config.database_path)
     with pytest.raises(MigrationFailed) as failed:
         migrations.upgrade(runtime.config, package)
-    assert failed.value.message == ("migration m0002_half_done failed (ValueError: disk on fire); "
-                                    "the database is unchanged at schema version 1")
-    assert migrations.schema_version() == 1
+    assert failed.value.message == (f"migration m{LATEST + 1:04d}_half_done failed (ValueError: disk on fire); "
+                                    f"the database is unchanged at schema version {LATEST}")
+    assert migrations.schema_version() == LATEST
     assert "nickname" not in [c.name for c in database.get_columns("user")]
     assert not database.table_exists("scratch")
     assert counts(runtime.config.database_path) == before
@@ -152,7 +163,7 @@ def test_a_failing_migration_rolls_back_and_leaves_the_version(runtime, tmp_path
 
 def test_pending_migrations_apply_once_after_an_owner_only_copy(runtime, tmp_path, monkeypatch):
     world = make_world(runtime)
-    package = migration_package(tmp_path, monkeypatch, "two_more", m0001_initial=INITIAL, m0002_user_nickname='''
+    package = migration_package(tmp_path, monkeypatch, "two_more", **after_real(user_nickname='''
         """Users get a nickname, filled from the username."""
         import peewee
         from playhouse.migrate import migrate
@@ -160,22 +171,23 @@ def test_pending_migrations_apply_once_after_an_owner_only_copy(runtime, tmp_pat
         def upgrade(migrator, database):
             migrate(migrator.add_column("user", "nickname", peewee.CharField(null=True)))
             database.execute_sql('UPDATE "user" SET "nickname" = "username"')
-        ''', m0003_nickname_required='''
+        ''', nickname_required='''
         """Nicknames are required (a table rebuild in SQLite)."""
         from playhouse.migrate import migrate
 
         def upgrade(migrator, database):
             migrate(migrator.add_not_null("user", "nickname"))
-        ''')
+        '''))
     before = counts(runtime.config.database_path)
     current, todo = migrations.pending(runtime.config, package)
-    assert current == 1 and [m.name for m in todo] == ["m0002_user_nickname", "m0003_nickname_required"]
+    assert current == LATEST and [m.name for m in todo] == [
+        f"m{LATEST + 1:04d}_user_nickname", f"m{LATEST + 2:04d}_nickname_required"]
 
     outcome = migrations.upgrade(runtime.config, package)
-    assert (outcome.from_version, outcome.version) == (1, 3)
+    assert (outcome.from_version, outcome.version) == (LATEST, LATEST + 2)
     assert [m.summary for m in outcome.applied] == [
         "Users get a nickname, filled from the username.", "Nicknames are required (a table rebuild in SQLite)."]
-    assert migrations.schema_version() == 3
+    assert migrations.schema_version() == LATEST + 2
     assert database.execute_sql('SELECT "nickname" FROM "user" WHERE "username" = ?', ("admin",)).fetchone() == ("admin",)
     # Rebuilding "user" drops the old table: with foreign keys on, SQLite would have deleted the
     # admin's memberships and keys by cascade.
@@ -185,19 +197,19 @@ def test_pending_migrations_apply_once_after_an_owner_only_copy(runtime, tmp_pat
 
     copy = outcome.copy_path
     assert copy.parent == runtime.config.data_path / "pre-migration"
-    assert re.fullmatch(r"hexvault-v1-\d{8}T\d{6}Z\.db", copy.name)
+    assert re.fullmatch(rf"hexvault-v{LATEST}-\d{{8}}T\d{{6}}Z\.db", copy.name)
     assert stat.S_IMODE(os.stat(copy).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(copy.parent).st_mode) == 0o700
-    assert stamped_version(copy) == 1 and counts(copy) == before
+    assert stamped_version(copy) == LATEST and counts(copy) == before
     assert sorted(p.name for p in copy.parent.iterdir()) == [copy.name]  # no -wal/-journal beside it
 
     again = migrations.upgrade(runtime.config, package)
-    assert again.applied == () and again.copy_path is None and again.version == 3
+    assert again.applied == () and again.copy_path is None and again.version == LATEST + 2
     assert len(list(copy.parent.iterdir())) == 1
 
 
 def test_the_migrate_lock_is_held_while_a_migration_runs(runtime, tmp_path, monkeypatch):
-    package = migration_package(tmp_path, monkeypatch, "probe", m0001_initial=INITIAL, m0002_probe_lock=f'''
+    package = migration_package(tmp_path, monkeypatch, "probe", **after_real(probe_lock=f'''
         """Records whether another process could take the migrate lock now."""
         import fcntl
 
@@ -210,7 +222,7 @@ def test_the_migrate_lock_is_held_while_a_migration_runs(runtime, tmp_path, monk
                     held = 1
             database.execute_sql('CREATE TABLE "probe" ("held" INTEGER)')
             database.execute_sql('INSERT INTO "probe" VALUES (?)', (held,))
-        ''')
+        '''))
     migrations.upgrade(runtime.config, package)
     assert database.execute_sql('SELECT "held" FROM "probe"').fetchone() == (1,)
 

@@ -72,10 +72,6 @@ class Receiver:
             assert time.monotonic() < end, f"timed out waiting for {what}; got {[r['event']['type'] for r in requests]}"
             time.sleep(0.02)
 
-    def event_ids(self):
-        with self._lock:
-            return {r["event"]["id"] for r in self.requests}
-
 
 def unused_port():
     """A port nothing listens on now (for a receiver that is down, then comes up there)."""
