@@ -46,7 +46,8 @@ def lease_seconds(config):
 
 def backoff_seconds(config, attempts):
     """Delay before the next attempt after ``attempts`` failed ones."""
-    return min(config.webhook_retry_seconds * 2 ** (attempts - 1), config.webhook_retry_max_seconds)
+    # The exponent is capped so a large webhook_max_attempts cannot overflow the float.
+    return min(config.webhook_retry_seconds * 2 ** min(attempts - 1, 40), config.webhook_retry_max_seconds)
 
 
 def claim(config, owner, now=None):
