@@ -99,7 +99,7 @@ ORG_PARAMS = ("org_name", "repo")
 def org_routes(app):
     """(method, path template with {org}, body) for every route that names an organization,
     plus those taking one in the query or body."""
-    values = dict(SAMPLE, key_id="1", username="admin", path="x.html", _rest="nothing")
+    values = dict(SAMPLE, key_id="1", username="admin", path="x.html", _rest="nothing", hook_id="1", delivery_id="1")
     for rule in app.url_map.iter_rules():
         if not any(f"<{p}>" in rule.rule for p in ORG_PARAMS):
             continue
