@@ -25,6 +25,9 @@ Development (--dev):
   --org NAME          organization made on first run (default: acme)
   --wheelhouse DIR    install offline from a directory of wheels (see scripts/wheelhouse.sh)
   --no-serve          set up and initialize only, do not start the server
+  --tls-self-signed   also run Debian's nginx as a TLS front on https://localhost:HTTPS-PORT
+                      (--https-port, default 8443; --http-port, default 8080) with a local CA
+                      in DATA/tls, as on a server
 
 Production (as root):
   Creates the system user, a virtualenv at PREFIX/venv with Hexvault in it, the data
@@ -56,6 +59,20 @@ Production (as root):
                       service user with the installed configuration (default: /usr/local/bin)
   --no-start          do not enable or start the service
 
+HTTPS (production; Debian's nginx becomes a TLS front, Hexvault listens on 127.0.0.1 only):
+  --tls-cert FILE     certificate chain (PEM) from your company's CA, with --tls-key
+  --tls-key FILE      its private key (PEM)
+  --tls-ca FILE       the CA that signed it, if clients do not trust it already (shown with its
+                      fingerprint in the client set-up and served at /ca.pem)
+  --tls-self-signed   instead: make a local CA (kept in CONFIG/tls) and a certificate for the
+                      base URL's host; prints the CA's path and SHA-256 fingerprint
+  --https-port PORT   nginx's HTTPS port (default 443)
+  --http-port PORT    nginx's plain HTTP port, which redirects browsers (default 80)
+  --nginx-dir DIR     nginx's configuration directory (default /etc/nginx)
+  --nginx-user NAME   the user nginx's workers run as (default www-data); it may read the blobs
+  Re-running with a new certificate replaces it and reloads nginx. nginx comes from the
+  server's apt sources, or offline from WHEELHOUSE/debs/*.deb (scripts/wheelhouse.sh --with-nginx).
+
   --host, --port and --base-url are written to the configuration file only when it is
   first created; edit CONFIG/hexvault.toml afterwards and restart the service.
 
@@ -63,6 +80,8 @@ Examples:
   ./install.sh --dev
   sudo ./install.sh --base-url http://hex.corp.example:8000
   sudo ./install.sh --wheelhouse ./wheelhouse          # air-gapped server
+  sudo ./install.sh --base-url https://hex.corp.example --tls-cert hex.pem --tls-key hex.key
+  sudo ./install.sh --tls-self-signed                   # HTTPS with a local CA
 EOF
 }
 
@@ -75,6 +94,7 @@ MODE=prod
 DATA_DIR="" PORT="" HOST="" BASE_URL="" WHEELHOUSE="" PYTHON=""
 PREFIX="" CONFIG_DIR="" SVC_USER="" UNIT_DIR="" BIN_DIR=""
 ADMIN=admin ORG=acme NO_SERVE=0 NO_START=0
+TLS_CERT="" TLS_KEY="" TLS_CA="" TLS_SELF=0 HTTPS_PORT="" HTTP_PORT="" NGINX_DIR="" NGINX_USER=""
 prod_only=() dev_only=()
 
 need_value() { [ "$#" -ge 2 ] || die "$1 needs a value (see --help)"; }
@@ -100,6 +120,14 @@ while [ "$#" -gt 0 ]; do
         --user) need_value "$@"; SVC_USER="$2"; prod_only+=("$1"); shift ;;
         --unit-dir) need_value "$@"; UNIT_DIR="$2"; prod_only+=("$1"); shift ;;
         --bin-dir) need_value "$@"; BIN_DIR="$2"; prod_only+=("$1"); shift ;;
+        --tls-cert) need_value "$@"; TLS_CERT="$2"; prod_only+=("$1"); shift ;;
+        --tls-key) need_value "$@"; TLS_KEY="$2"; prod_only+=("$1"); shift ;;
+        --tls-ca) need_value "$@"; TLS_CA="$2"; prod_only+=("$1"); shift ;;
+        --tls-self-signed) TLS_SELF=1 ;;
+        --https-port) need_value "$@"; HTTPS_PORT="$2"; shift ;;
+        --http-port) need_value "$@"; HTTP_PORT="$2"; shift ;;
+        --nginx-dir) need_value "$@"; NGINX_DIR="$2"; prod_only+=("$1"); shift ;;
+        --nginx-user) need_value "$@"; NGINX_USER="$2"; prod_only+=("$1"); shift ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
@@ -111,6 +139,21 @@ case "$PORT" in
 esac
 [ "$PORT" -ge 1 ] && [ "$PORT" -le 65535 ] || die "--port must be between 1 and 65535"
 [ -n "$ADMIN" ] || die "--admin must not be empty"
+for p in "$HTTPS_PORT" "$HTTP_PORT"; do
+    case "$p" in *[!0-9]*) die "--https-port and --http-port must be numbers, got '$p'" ;; esac
+done
+TLS=""
+if [ -n "$TLS_CERT$TLS_KEY" ]; then
+    [ -n "$TLS_CERT" ] && [ -n "$TLS_KEY" ] || die "--tls-cert and --tls-key go together"
+    [ "$TLS_SELF" -eq 0 ] || die "--tls-self-signed or --tls-cert/--tls-key, not both"
+    [ -r "$TLS_CERT" ] || die "cannot read the certificate $TLS_CERT"
+    [ -r "$TLS_KEY" ] || die "cannot read the key $TLS_KEY"
+    TLS=cert
+elif [ "$TLS_SELF" -eq 1 ]; then
+    TLS=self
+fi
+[ -z "$TLS_CA" ] || [ "$TLS" = cert ] || die "--tls-ca goes with --tls-cert (--tls-self-signed makes its own CA)"
+[ -z "$TLS_CA" ] || [ -r "$TLS_CA" ] || die "cannot read the CA certificate $TLS_CA"
 [ -n "$ORG" ] || die "--org must not be empty"
 
 abspath() {  # absolute path of $1 (which need not exist), relative to the current directory
@@ -180,6 +223,12 @@ dev_install() {
     # The flags given here decide; a config file named by the caller's environment does not.
     unset HEXVAULT_CONFIG
     export HEXVAULT_DATA_DIR="$DATA_DIR" HEXVAULT_HOST="$HOST" HEXVAULT_PORT="$PORT"
+    if [ "$TLS" = self ]; then
+        have_nginx || die "--tls-self-signed needs Debian's nginx: sudo apt-get install nginx"
+        HTTPS_PORT="${HTTPS_PORT:-8443}" HTTP_PORT="${HTTP_PORT:-8080}"
+        BASE_URL="${BASE_URL:-https://localhost:$HTTPS_PORT}"
+        export HEXVAULT_TRUSTED_PROXY=true HEXVAULT_SECURE_COOKIES=true HEXVAULT_TLS_CA_FILE="$DATA_DIR/tls/ca.pem"
+    fi
     if [ -n "$BASE_URL" ]; then export HEXVAULT_BASE_URL="$BASE_URL"; fi
 
     if [ -e "$DATA_DIR/hexvault.db" ]; then
@@ -194,9 +243,14 @@ dev_install() {
             mkdir -p "$DATA_DIR"
             chmod 0700 "$DATA_DIR"
         fi
+        [ "$TLS" != self ] || "$venv/bin/hexvault" front self-signed --dir "$DATA_DIR/tls" --host localhost --host 127.0.0.1
         "$venv/bin/hexvault" init --admin "$ADMIN" --org "$ORG"
     fi
 
+    if [ "$TLS" = self ]; then
+        dev_front
+        return
+    fi
     if [ "$NO_SERVE" -eq 1 ]; then
         say "done. Start the server with:"
         printf '  HEXVAULT_DATA_DIR=%q HEXVAULT_PORT=%q %q serve\n' "$DATA_DIR" "$PORT" "$venv/bin/hexvault" >&2
@@ -204,6 +258,34 @@ dev_install() {
     fi
     say "serving on http://$HOST:$PORT (Ctrl-C stops)"
     exec "$venv/bin/hexvault" serve
+}
+
+have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
+nginx_bin() { command -v nginx 2>/dev/null || echo /usr/sbin/nginx; }
+
+dev_front() {  # --dev --tls-self-signed: nginx in the foreground's shadow, in DATA/front
+    local venv="$SCRIPT_DIR/.venv" front="$DATA_DIR/front"
+    [ -e "$DATA_DIR/tls/server.pem" ] ||
+        "$venv/bin/hexvault" front self-signed --dir "$DATA_DIR/tls" --host localhost --host 127.0.0.1
+    "$venv/bin/hexvault" front config --cert "$DATA_DIR/tls/server.pem" --key "$DATA_DIR/tls/server.key" \
+        --server-name localhost --https-listen "127.0.0.1:$HTTPS_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
+        --standalone "$front"
+    # As root, nginx would run its workers as nobody, who cannot read this checkout's blobs.
+    if [ "$(id -u)" -eq 0 ]; then sed -i '1i user root root;' "$front/nginx.conf"; fi
+    local run_nginx run_serve
+    run_nginx="$(printf '%q -c %q -p %q -e stderr' "$(nginx_bin)" "$front/nginx.conf" "$front")"
+    run_serve="$(printf 'HEXVAULT_DATA_DIR=%q HEXVAULT_PORT=%q HEXVAULT_BASE_URL=%q HEXVAULT_TRUSTED_PROXY=true HEXVAULT_SECURE_COOKIES=true HEXVAULT_TLS_CA_FILE=%q %q serve' \
+        "$DATA_DIR" "$PORT" "$BASE_URL" "$DATA_DIR/tls/ca.pem" "$venv/bin/hexvault")"
+    if [ "$NO_SERVE" -eq 1 ]; then
+        say "done. Start the front and the server with:"
+        printf '  %s &\n  %s\n' "$run_nginx" "$run_serve" >&2
+        return 0
+    fi
+    "$(nginx_bin)" -c "$front/nginx.conf" -p "$front" -e stderr &
+    local nginx_pid=$!
+    trap 'kill -QUIT "$nginx_pid" 2>/dev/null; wait "$nginx_pid" 2>/dev/null' EXIT
+    say "serving on $BASE_URL through nginx (trust $DATA_DIR/tls/ca.pem; Ctrl-C stops both)"
+    "$venv/bin/hexvault" serve
 }
 
 # ==========================================================================================
@@ -243,6 +325,133 @@ migrate_schema() {  # bring the database to the new release's schema before it s
         die "hexvault migrate failed; the database keeps its previous schema (see the error above)"
 }
 
+default_base_url() {
+    local fqdn
+    fqdn="$(hostname -f 2>/dev/null || hostname 2>/dev/null || echo localhost)"
+    fqdn="${fqdn:-localhost}"
+    if [ -z "$TLS" ]; then
+        echo "http://$fqdn:$PORT"
+    elif [ "$HTTPS_PORT" = 443 ]; then
+        echo "https://$fqdn"
+    else
+        echo "https://$fqdn:$HTTPS_PORT"
+    fi
+}
+
+tls_ca_path() {  # the CA clients are told to trust, if any
+    if [ "$TLS" = self ] || { [ "$TLS" = cert ] && [ -n "$TLS_CA" ]; }; then echo "$CONFIG_DIR/tls/ca.pem"; fi
+}
+
+set_config() {  # set_config PYTHON KEY VALUE...: replace or append top-level KEY = VALUE lines, keep the rest
+    local python="$1"
+    shift
+    "$python" - "$CONFIG_FILE" "$@" <<'PY'
+import os, re, sys
+path, pairs = sys.argv[1], sys.argv[2:]
+with open(path) as fh:
+    text = fh.read()
+for key, value in zip(pairs[::2], pairs[1::2]):
+    line = f"{key} = {value}"
+    text, found = re.subn(rf"^{re.escape(key)}[ \t]*=.*$", lambda m: line, text, count=1, flags=re.M)
+    if not found:
+        text = text.rstrip("\n") + "\n" + line + "\n"
+st = os.stat(path)
+with open(path + ".tmp", "w") as fh:
+    fh.write(text)
+os.chown(path + ".tmp", st.st_uid, st.st_gid)
+os.chmod(path + ".tmp", st.st_mode & 0o7777)
+os.replace(path + ".tmp", path)
+PY
+}
+
+tls_config_update() {  # an existing config moves behind the front; other edits are kept
+    local venv="$1" current
+    current="$("$venv/bin/python" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("base_url", ""))' "$CONFIG_FILE")"
+    if [ -z "$BASE_URL" ]; then
+        case "$current" in
+            https://*) BASE_URL="$current" ;;
+            *) BASE_URL="$(default_base_url)" ;;
+        esac
+    fi
+    say "updating $CONFIG_FILE for the TLS front (base_url = $BASE_URL, host = 127.0.0.1)"
+    local pairs=(base_url "$(toml_string "$BASE_URL")" host '"127.0.0.1"' secure_cookies true trusted_proxy true)
+    [ -z "$(tls_ca_path)" ] || pairs+=(tls_ca_file "$(toml_string "$(tls_ca_path)")")
+    set_config "$venv/bin/python" "${pairs[@]}"
+}
+
+ensure_nginx() {
+    have_nginx && return 0
+    if [ -n "$WHEELHOUSE" ] && compgen -G "$WHEELHOUSE/debs/*.deb" >/dev/null; then
+        say "installing nginx offline from $WHEELHOUSE/debs"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download "$WHEELHOUSE"/debs/*.deb >/dev/null ||
+            die "could not install nginx from $WHEELHOUSE/debs (made on another Debian release?)"
+    elif command -v apt-get >/dev/null 2>&1; then
+        say "installing Debian's nginx with apt-get"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 nginx >/dev/null ||
+            die "nginx is not installed and apt-get could not install it (offline?). On a machine with the same Debian release and network, run scripts/wheelhouse.sh --with-nginx DIR and pass --wheelhouse DIR here, or install nginx first."
+    else
+        die "the TLS front needs Debian's nginx, and there is no apt-get to install it"
+    fi
+    have_nginx || die "nginx is still missing after installing it"
+}
+
+tls_certificate() {  # before init, so the client set-up it prints can name the CA
+    local venv="$1" tls_dir="$CONFIG_DIR/tls" host
+    ensure_nginx
+    id -gn "$NGINX_USER" >/dev/null 2>&1 || die "no user $NGINX_USER for nginx's workers (--nginx-user)"
+    mkdir -p "$tls_dir"
+    chown "root:$SVC_USER" "$tls_dir"
+    chmod 0750 "$tls_dir"
+    if [ "$TLS" = self ]; then
+        host="$("$venv/bin/python" -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.argv[1]).hostname or "")' "$BASE_URL")"
+        say "making a server certificate for $host, signed by the local CA in $tls_dir"
+        HEXVAULT_CONFIG="$CONFIG_FILE" "$venv/bin/hexvault" front self-signed --dir "$tls_dir" --host "$host" >&2
+    else
+        say "installing the certificate $TLS_CERT and its key into $tls_dir"
+        install -m 0644 -o root -g root "$TLS_CERT" "$tls_dir/server.pem.new"
+        install -m 0600 -o root -g root "$TLS_KEY" "$tls_dir/server.key.new"
+        mv -f "$tls_dir/server.pem.new" "$tls_dir/server.pem"
+        mv -f "$tls_dir/server.key.new" "$tls_dir/server.key"
+        if [ -n "$TLS_CA" ]; then install -m 0644 -o root -g root "$TLS_CA" "$tls_dir/ca.pem"; fi
+    fi
+}
+
+tls_front() {  # nginx site, blob permissions for nginx, reload
+    local venv="$1" tls_dir="$CONFIG_DIR/tls" ngroup
+    ngroup="$(id -gn "$NGINX_USER")"
+    mkdir -p "$NGINX_DIR/sites-available" "$NGINX_DIR/sites-enabled"
+    HEXVAULT_CONFIG="$CONFIG_FILE" "$venv/bin/hexvault" front config --cert "$tls_dir/server.pem" \
+        --key "$tls_dir/server.key" --https-listen "$HTTPS_PORT" --http-listen "$HTTP_PORT" \
+        --output "$NGINX_DIR/sites-available/hexvault"
+    ln -sfn ../sites-available/hexvault "$NGINX_DIR/sites-enabled/hexvault"
+    # nginx streams blobs itself (X-Accel-Redirect, the open mirror): its group reads blobs/ and
+    # nothing else. Set-gid folders hand the group to what Hexvault writes later (files are 0640).
+    chmod 0751 "$DATA_DIR"
+    mkdir -p "$DATA_DIR/blobs"
+    chown "$SVC_USER" "$DATA_DIR/blobs"
+    chgrp -R "$ngroup" "$DATA_DIR/blobs"
+    find "$DATA_DIR/blobs" -type d -exec chmod 2750 {} +
+    find "$DATA_DIR/blobs" -type f ! -name '.tmp-*' -exec chmod 0640 {} +
+    if [ "$NGINX_DIR" != /etc/nginx ]; then
+        say "wrote the nginx site $NGINX_DIR/sites-available/hexvault: include it in your nginx and reload it"
+    elif ! "$(nginx_bin)" -t -q; then
+        die "nginx refused the configuration (see above); the site is $NGINX_DIR/sites-available/hexvault"
+    elif [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        systemctl enable --quiet nginx
+        systemctl reload-or-restart nginx  # a reload: old workers finish their connections
+        say "nginx reloaded: Hexvault is at $BASE_URL"
+    elif [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+        "$(nginx_bin)" -s reload
+        say "nginx reloaded: Hexvault is at $BASE_URL"
+    else
+        say "nginx is not running: start it (systemctl start nginx, or nginx)"
+    fi
+    if [ -n "$(tls_ca_path)" ]; then
+        say "clients must trust the CA $(tls_ca_path) (served at $BASE_URL/ca.pem); compare its fingerprint:"
+        openssl x509 -noout -fingerprint -sha256 -in "$(tls_ca_path)" >&2 || true
+    fi
+}
+
 prod_install() {
     if [ "${#dev_only[@]}" -gt 0 ]; then
         die "${dev_only[*]}: only with --dev"
@@ -257,6 +466,14 @@ prod_install() {
     BIN_DIR="$(abspath "${BIN_DIR:-/usr/local/bin}")"
     SVC_USER="${SVC_USER:-hexvault}"
     HOST="${HOST:-0.0.0.0}"
+    if [ -n "$TLS" ]; then
+        # Behind the front, Hexvault is reached through nginx only.
+        [ "$HOST" = 0.0.0.0 ] || [ "$HOST" = 127.0.0.1 ] || warn "--host $HOST ignored: behind the TLS front Hexvault listens on 127.0.0.1"
+        HOST=127.0.0.1
+        HTTPS_PORT="${HTTPS_PORT:-443}" HTTP_PORT="${HTTP_PORT:-80}"
+        NGINX_DIR="$(abspath "${NGINX_DIR:-/etc/nginx}")"
+        NGINX_USER="${NGINX_USER:-www-data}"
+    fi
     CONFIG_FILE="$CONFIG_DIR/hexvault.toml"
     local venv="$PREFIX/venv"
     check_not_system_dir "$PREFIX" --prefix
@@ -361,11 +578,10 @@ prod_install() {
             DATA_DIR="$configured"
             check_not_system_dir "$DATA_DIR" "data_dir in $CONFIG_FILE"
         fi
+        [ -z "$TLS" ] || tls_config_update "$venv"
     else
         if [ -z "$BASE_URL" ]; then
-            local fqdn
-            fqdn="$(hostname -f 2>/dev/null || hostname 2>/dev/null || echo localhost)"
-            BASE_URL="http://${fqdn:-localhost}:$PORT"
+            BASE_URL="$(default_base_url)"
         fi
         say "writing $CONFIG_FILE (base_url = $BASE_URL)"
         local tmp
@@ -382,10 +598,20 @@ base_url = $(toml_string "$BASE_URL")
 # Organization that receives API calls without /repos/ORG (defaults to the one made by init):
 # default_organization = $(toml_string "$ORG")
 EOF
+        if [ -n "$TLS" ]; then
+            cat >>"$tmp" <<EOF
+# Behind the TLS front (nginx, written by install.sh --tls-*):
+secure_cookies = true
+trusted_proxy = true
+EOF
+            [ -z "$(tls_ca_path)" ] || printf 'tls_ca_file = %s\n' "$(toml_string "$(tls_ca_path)")" >>"$tmp"
+        fi
         chown "root:$SVC_USER" "$tmp"
         chmod 0640 "$tmp"
         mv -f "$tmp" "$CONFIG_FILE"
     fi
+
+    [ -z "$TLS" ] || tls_certificate "$venv"
 
     # --- data directory --------------------------------------------------------------------
     mkdir -p "$DATA_DIR"
@@ -405,6 +631,8 @@ EOF
         (umask 027 && as_service_user "$venv/bin/hexvault" init --admin "$ADMIN" --org "$ORG")
         [ -e "$DATA_DIR/hexvault.db" ] || warn "hexvault init finished but $DATA_DIR/hexvault.db does not exist"
     fi
+
+    [ -z "$TLS" ] || tls_front "$venv"
 
     # --- systemd unit ----------------------------------------------------------------------
     local unit="$UNIT_DIR/hexvault.service" text

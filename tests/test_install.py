@@ -144,3 +144,111 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
         check_serving()  # the same keys still work after the upgrade
     finally:
         stop(proc)
+
+
+def test_tls_self_signed_install_puts_nginx_in_front(wheelhouse, service_user, server_root):
+    """--tls-self-signed: a local CA, an nginx site, Hexvault on 127.0.0.1 behind it, nginx's
+    workers reading blobs but nothing else, and a re-run that renews the certificate."""
+    import ssl
+
+    from appliance import front
+    from tests.driver import erlang_package
+    from tests.nginxfront import NGINX
+
+    if NGINX is None:
+        pytest.skip("nginx is not installed (scripts/test.sh installs it)")
+    port, https_port, http_port = free_port(), free_port(), free_port()
+    root = server_root
+    base = f"https://localhost:{https_port}"
+    dirs = {"--prefix": root / "opt", "--data-dir": root / "data", "--config-dir": root / "etc",
+            "--unit-dir": root / "units", "--bin-dir": root / "bin", "--nginx-dir": root / "nginx"}
+    args = [str(wheelhouse / "install.sh"), "--wheelhouse", str(wheelhouse), "--user", service_user,
+            "--port", str(port), "--base-url", base, "--no-start", "--tls-self-signed",
+            "--https-port", str(https_port), "--http-port", str(http_port), "--nginx-user", "www-data"]
+    for option, path in dirs.items():
+        args += [option, str(path)]
+    first = subprocess.run(offline_prefix() + args, capture_output=True, text=True, timeout=600, cwd=root)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-3000:]
+    api_key = re.search(r"API key:\s+([0-9a-f]{32})", output).group(1)
+    repo_key = re.search(r"Repository key:\s+([0-9a-f]{32})", output).group(1)
+    tls = dirs["--config-dir"] / "tls"
+    from cryptography import x509
+
+    from appliance.front.selfsigned import fingerprint
+
+    printed = re.search(r"CA SHA-256:\s+([0-9A-F:]{95})", output).group(1)
+    assert printed == fingerprint(x509.load_pem_x509_certificate((tls / "ca.pem").read_bytes()))
+    assert str(tls / "ca.pem") in output
+    assert f"mix hex.repo add acme {base}/repos/acme" in output and "hexvault-ca.pem" in output
+    config = (dirs["--config-dir"] / "hexvault.toml").read_text()
+    for line in (f'base_url = "{base}"', 'host = "127.0.0.1"', "secure_cookies = true", "trusted_proxy = true",
+                 f'tls_ca_file = "{tls / "ca.pem"}"'):
+        assert line in config
+    assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600 and (tls / "server.key").stat().st_uid == 0
+    site = dirs["--nginx-dir"] / "sites-available" / "hexvault"
+    assert (dirs["--nginx-dir"] / "sites-enabled" / "hexvault").resolve() == site.resolve()
+
+    data, program = dirs["--data-dir"], dirs["--prefix"] / "venv" / "bin" / "hexvault"
+    proc = subprocess.Popen(["runuser", "-u", service_user, "--", "env", f"HEXVAULT_CONFIG={dirs['--config-dir'] / 'hexvault.toml'}",
+                             str(program), "serve"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    # Debian's nginx runs its master as root (it reads the root-only key) and workers as www-data.
+    conf = front.write_standalone(root / "nginx-run", site.read_text(), user="www-data")
+    nginx = subprocess.Popen([NGINX, "-c", conf, "-p", str(root / "nginx-run"), "-e", "stderr"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    http = requests.Session()
+    http.verify, http.trust_env = str(tls / "ca.pem"), False
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert nginx.poll() is None, nginx.stderr.read().decode()[-2000:]
+            try:
+                if http.get(f"{base}/repos/acme/public_key", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the front or the server did not start"
+            time.sleep(0.1)
+        public_key = signing.load_public_key(http.get(f"{base}/repos/acme/public_key").content)
+        names = http.get(f"{base}/repos/acme/names", headers={"authorization": repo_key})
+        assert registry.decode_names(registry.decode_signed(names.content, public_key), "acme")["packages"] == []
+        data_bytes = erlang_package("hello", "1.0.0")
+        published = http.post(f"{base}/api/repos/acme/publish?replace=false", data=data_bytes,
+                              headers={"authorization": api_key, "content-type": "application/octet-stream",
+                                       "accept": "application/json"})
+        assert published.status_code == 201, published.text
+        # nginx's worker (www-data) streams the tarball from the data directory ...
+        tarball = http.get(f"{base}/repos/acme/tarballs/hello-1.0.0.tar", headers={"authorization": repo_key})
+        assert tarball.status_code == 200 and tarball.content == data_bytes
+        # ... and can read nothing else of it.
+        assert subprocess.run(["runuser", "-u", "www-data", "--", "cat", str(data / "hexvault.db")],
+                              capture_output=True).returncode != 0
+        assert requests.get(f"http://localhost:{http_port}/api/users/me", allow_redirects=False).status_code == 403
+
+        def served_serial():
+            context = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+            with context.wrap_socket(__import__("socket").create_connection(("127.0.0.1", https_port)),
+                                     server_hostname="localhost") as conn:
+                return conn.getpeercert()["serialNumber"]
+
+        ca_before, serial_before = (tls / "ca.pem").read_bytes(), served_serial()
+        again = subprocess.run(offline_prefix() + args, capture_output=True, text=True, timeout=600, cwd=root)
+        assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+        assert (tls / "ca.pem").read_bytes() == ca_before  # the CA clients trust is kept
+        front.write_standalone(root / "nginx-run", site.read_text(), user="www-data")
+        nginx.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while served_serial() == serial_before:
+            assert time.monotonic() < deadline, "nginx still serves the old certificate"
+            time.sleep(0.1)
+        assert http.get(f"{base}/repos/acme/tarballs/hello-1.0.0.tar",
+                        headers={"authorization": repo_key}).content == data_bytes
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(timeout=30)
+        nginx.stderr.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        proc.stderr.close()

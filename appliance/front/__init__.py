@@ -49,6 +49,43 @@ _MIRROR_LOCATIONS = """
 """
 
 
+_STANDALONE = """# A whole nginx configuration around the site, for an nginx run by hand (install.sh --dev
+# --tls-self-signed, the tests): in the foreground, everything under @DIR@.
+daemon off;
+worker_processes 1;
+pid @DIR@/nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+    access_log @DIR@/access.log;
+    sendfile on;
+    client_body_temp_path @DIR@/tmp/body;
+    proxy_temp_path @DIR@/tmp/proxy;
+    fastcgi_temp_path @DIR@/tmp/fastcgi;
+    uwsgi_temp_path @DIR@/tmp/uwsgi;
+    scgi_temp_path @DIR@/tmp/scgi;
+    include @DIR@/site.conf;
+}
+"""
+
+
+def write_standalone(directory, site, user=None):
+    """Write ``site`` and a whole nginx.conf around it into ``directory``; returns nginx.conf's
+    path (run ``nginx -c PATH -p DIRECTORY -e stderr``). ``user`` names the workers' user when
+    the master runs as root."""
+    import os
+
+    directory = os.path.abspath(directory)
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(directory, "tmp", sub), exist_ok=True)
+    with open(os.path.join(directory, "site.conf"), "w") as fh:
+        fh.write(site)
+    path = os.path.join(directory, "nginx.conf")
+    with open(path, "w") as fh:
+        fh.write((f"user {user};\n" if user else "") + _fill(_STANDALONE, {"DIR": directory}))
+    return path
+
+
 def _fill(template, values):
     for name, value in values.items():
         template = template.replace(f"@{name}@", str(value))
