@@ -74,28 +74,13 @@ class NginxFront:
 
     def start(self, deadline=20.0):
         d = self.dir
-        for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-            (d / sub).mkdir(parents=True)
-        (d / "site.conf").write_text(self.site)
-        (d / "nginx.conf").write_text(f"""daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log {d}/access.log;
-    sendfile on;
-    client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;
-    include {d}/site.conf;
-}}
-""")
+        conf = front.write_standalone(d, self.site)
         uid, gid = service_ids()
         for root, dirs, files in os.walk(d):
             os.chown(root, uid, gid)
             for name in files:
                 os.chown(os.path.join(root, name), uid, gid)
-        cmd = [NGINX, "-c", str(d / "nginx.conf"), "-p", str(d), "-e", "stderr"]
+        cmd = [NGINX, "-c", conf, "-p", str(d), "-e", "stderr"]
         kwargs = dict(user=uid, group=gid, extra_groups=[]) if AS_ROOT else {}
         test = subprocess.run(cmd + ["-t"], capture_output=True, text=True, **kwargs)
         if test.returncode != 0:

@@ -24,8 +24,10 @@ def front_group():
 @click.option("--http-listen", default="80", show_default=True, help="nginx listen address for plain HTTP.")
 @click.option("--upstream", help="Hexvault's address as host:port (default: the host and port settings).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the site here instead of printing it.")
+@click.option("--standalone", type=click.Path(file_okay=False),
+              help="Write the site and a whole nginx.conf for a hand-run nginx into this directory.")
 @click.pass_obj
-def front_config(ctx, cert, key, server_name, https_listen, http_listen, upstream, output):
+def front_config(ctx, cert, key, server_name, https_listen, http_listen, upstream, output, standalone):
     """Print (or write) the nginx site for this Hexvault's settings."""
     config = ctx.config
     try:
@@ -34,6 +36,10 @@ def front_config(ctx, cert, key, server_name, https_listen, http_listen, upstrea
                                  https_listen=https_listen, http_listen=http_listen, upstream=upstream)
     except HexvaultError as exc:
         fail(exc.message)
+    if standalone:
+        path = front.write_standalone(standalone, site)
+        click.echo(f"wrote {path}; run: nginx -c {path} -p {os.path.abspath(standalone)} -e stderr", err=True)
+        return
     if not output:
         click.echo(site, nl=False)
         return
