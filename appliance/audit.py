@@ -1,11 +1,13 @@
 """The audit log: who did what, written inside the same transaction as the change itself.
 
 Each row is also offered to the webhook outbox (ops/outbox.py), in the same transaction, so an
-organization's hooks hear of exactly the changes that committed.
+organization's hooks hear of exactly the changes that committed; and it is an ``audit`` event
+(events.py), emitted once the transaction commits, which the server logs and counts in /metrics.
 """
 
 import dataclasses
 
+from appliance import events
 from appliance.models import AuditLog
 from appliance.ops import outbox
 
@@ -43,6 +45,8 @@ def record(ctx, action, organization=None, target=None, **details):
         user=ctx.user, actor=ctx.actor, action=action, organization=org_name, target=target,
         details=details, ip=ctx.ip, user_agent=(ctx.user_agent or "")[:300] or None)
     outbox.enqueue(entry)
+    events.emit_after_commit("audit", action=action, actor=entry.actor, organization=org_name, target=target,
+                             details=details, ip=ctx.ip)
     return entry
 
 

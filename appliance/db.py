@@ -9,6 +9,8 @@ import threading
 
 import peewee
 
+from appliance import events
+
 # Bound to a file by init_database(); models refer to this object from import time on.
 database = peewee.SqliteDatabase(None)
 
@@ -34,16 +36,24 @@ def init_database(path):
 
 @contextlib.contextmanager
 def write_tx():
-    """A write transaction that takes SQLite's write lock at BEGIN, and bumps the generation
-    after it commits.
+    """A write transaction that takes SQLite's write lock at BEGIN, and after it commits bumps
+    the generation and emits the events held for it (events.emit_after_commit).
 
     A deferred transaction that reads first and writes later can fail with "database is locked"
     when another writer got in between; IMMEDIATE waits (busy_timeout) instead.
     """
-    with database.atomic("IMMEDIATE") as tx:
-        yield tx
-    if database.transaction_depth() == 0:
-        bump_generation()
+    mark = events.transaction_started()
+    try:
+        with database.atomic("IMMEDIATE") as tx:
+            yield tx
+    except BaseException:
+        events.transaction_failed(mark)
+        raise
+    try:
+        if database.transaction_depth() == 0:
+            bump_generation()
+    finally:
+        events.transaction_committed()
 
 
 def generation():
