@@ -5,9 +5,7 @@ keys) and registers the repository, API and admin blueprints. Nothing runs at im
 """
 
 import datetime
-import logging
 import re
-import time
 
 __version__ = "0.1.0"
 
@@ -27,36 +25,14 @@ class MergeSlashes:
         return self.app(environ, start_response)
 
 
-class AccessLog:
-    """One line per request: method, path, status, milliseconds. Query strings and headers
-    (Authorization above all) are left out on purpose."""
-
-    def __init__(self, app):
-        self.app = app
-        self.log = logging.getLogger("hexvault.access")
-
-    def __call__(self, environ, start_response):
-        started = time.perf_counter()
-        status = []
-
-        def recording_start_response(code, headers, *exc_info):
-            status.append(code.split(" ", 1)[0])
-            return start_response(code, headers, *exc_info)
-
-        try:
-            return self.app(environ, recording_start_response)
-        finally:
-            self.log.info("%s %s %s %s %.1fms", environ.get("REMOTE_ADDR"), environ.get("REQUEST_METHOD"),
-                          environ.get("PATH_INFO"), status[0] if status else "-",
-                          (time.perf_counter() - started) * 1000)
-
-
 def create_app(config=None, runtime=None):
     from flask import Flask, redirect, url_for
 
+    from appliance import events
     from appliance.config import load_config
     from appliance.db import database
-    from appliance.routes import api, mirror, repository
+    from appliance.ops import edge, logs, metrics
+    from appliance.routes import api, mirror, ops, repository
     from appliance.routes.fastpath import RepositoryFastPath
     from appliance.routes.responses import register_error_handlers
     from appliance.runtime import open_runtime
@@ -64,7 +40,10 @@ def create_app(config=None, runtime=None):
 
     config = config or load_config()
     runtime = runtime or open_runtime(config)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config)
+    # Process-wide, like the loggers and counters they feed; adding them again is a no-op.
+    events.listen(logs.log_audit_event)
+    events.listen(metrics.record_event)
 
     app = Flask(__name__)
     app.config.update(
@@ -80,9 +59,8 @@ def create_app(config=None, runtime=None):
         PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=12),
     )
     app.extensions["hexvault"] = runtime
-    app.wsgi_app = MergeSlashes(RepositoryFastPath(app.wsgi_app, runtime))
-    if config.access_log:
-        app.wsgi_app = AccessLog(app.wsgi_app)
+    app.wsgi_app = MergeSlashes(edge.RequestObserver(RepositoryFastPath(app.wsgi_app, runtime),
+                                                     access_log=config.access_log))
 
     @app.before_request
     def _connect():
@@ -94,6 +72,7 @@ def create_app(config=None, runtime=None):
     app.register_blueprint(repository.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(mirror.bp)
+    app.register_blueprint(ops.bp)
 
     webui.init_app(app)
 

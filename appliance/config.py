@@ -10,7 +10,9 @@ that every setting appears there).
 """
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -42,9 +44,51 @@ def _float(value):
     return float(value)
 
 
+def _size_or_auto(value):
+    """A byte count, or "auto" (None) for the default rule of the setting that uses it."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    number = _int(value)
+    if number < 0:
+        raise ValueError("expected a number of bytes or \"auto\"")
+    return number
+
+
 def _str(value):
     if not isinstance(value, str):
         raise ValueError("expected a string")
+    return value
+
+
+def _log_format(value):
+    value = _str(value).strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"expected \"text\" or \"json\", got {value!r}")
+    return value
+
+
+def _networks(value):
+    """A list of networks (TOML array, or comma-separated in an environment variable) as a tuple
+    of normalized CIDR strings."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("expected a list of networks such as [\"127.0.0.1/32\", \"10.0.0.0/8\"]")
+    networks = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a network such as \"10.0.0.0/8\", got {item!r}")
+        if item.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip())))
+            except ValueError as exc:  # host bits set, or not an address at all
+                raise ValueError(f"{item.strip()!r} is not a network ({exc})") from None
+    return tuple(networks)
+
+
+def _sha256_hex(value):
+    value = _str(value).strip().lower()
+    if value and not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError("expected the SHA-256 of the token as 64 hexadecimal digits")
     return value
 
 
@@ -63,6 +107,9 @@ SETTINGS = (
     Setting("port", 8000, _int, "Port `hexvault serve` listens on."),
     Setting("base_url", "", _str, "External URL clients use (e.g. http://hex.corp:8000); defaults to http://HOST:PORT."),
     Setting("threads", 8, _int, "Worker threads of the waitress server."),
+    Setting("min_free_bytes", None, _size_or_auto,
+            "Free space kept on the data directory's disk: below it publishes, docs, imports and backups "
+            "are refused with 507 (reads go on); \"auto\" = the larger of 1 GiB and 5% of the disk, 0 = off."),
     Setting("read_cache_size", 32 * MiB, _int,
             "Memory for recently served small registry files and tarballs, in bytes (0 turns it off)."),
     Setting("default_organization", "", _str,
@@ -75,7 +122,13 @@ SETTINGS = (
             "Take the client address from the last X-Forwarded-For hop (only when every request comes through "
             "your own proxy)."),
     Setting("log_level", "INFO", _str, "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("log_format", "text", _log_format,
+            "\"text\" for people, \"json\" for log shippers: one JSON object per line."),
     Setting("access_log", False, _bool, "Log one line per request (method, path, status, ms); never credentials."),
+    Setting("metrics_allow", ("127.0.0.1/32", "::1/128"), _networks,
+            "Networks that may read /metrics without the metrics token."),
+    Setting("metrics_token_sha256", "", _sha256_hex,
+            "SHA-256 (hex) of a token that also opens /metrics (Authorization: Bearer TOKEN); empty: none."),
     Setting("mirror_requires_key", False, _bool,
             "Require a valid key (any organization's) to read /mirror/hexpm; off by default, as it holds only "
             "public packages and mix sends no key to a plain HEX_MIRROR."),
@@ -108,6 +161,7 @@ class Config:
     port: int
     base_url: str
     threads: int
+    min_free_bytes: object  # int, or None for "auto"
     read_cache_size: int
     default_organization: str
     max_tarball_size: int
@@ -116,7 +170,10 @@ class Config:
     secure_cookies: bool
     trusted_proxy: bool
     log_level: str
+    log_format: str
     access_log: bool
+    metrics_allow: tuple
+    metrics_token_sha256: str
     mirror_requires_key: bool
     mirror_public_key: str
     tls_ca_file: str

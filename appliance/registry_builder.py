@@ -18,7 +18,9 @@ must use (``mix hex.repo add ORG ...``, a rebar3 entry named ORG or ``parent:ORG
 
 import functools
 import logging
+import time
 
+from appliance import events
 from appliance.db import write_tx
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement
 from appliance.protocol import registry, versions
@@ -164,6 +166,22 @@ def _write_index(rt, org, private_key):
     rt.store.put(versions_key(org.name), index)
 
 
+def _timed(kind):
+    """Emit a ``registry.build`` event with the seconds a build took, waiting for the lock
+    included (ops/metrics.py turns it into a histogram)."""
+    def decorate(build):
+        @functools.wraps(build)
+        def timed_build(rt, org):
+            started = time.perf_counter()
+            try:
+                return build(rt, org)
+            finally:
+                events.emit("registry.build", kind=kind, seconds=time.perf_counter() - started)
+        return timed_build
+    return decorate
+
+
+@_timed("update")
 def update(rt, org):
     """Rebuild what PendingBuild rows name for this organization; see the module docstring.
     Returns {name: reason} of the packages that could not be built (their rows stay pending)."""
@@ -181,6 +199,7 @@ def update(rt, org):
         return failed
 
 
+@_timed("full")
 def full(rt, org):
     """Rebuild every file of one organization and delete package files nothing refers to.
     Returns (number of packages, {name: reason} of those that could not be built, whose rows

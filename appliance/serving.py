@@ -5,6 +5,7 @@ apps freely.
 """
 
 import logging
+import os
 
 import waitress
 from waitress.channel import HTTPChannel
@@ -27,6 +28,23 @@ class Background:
     def stop(self):
         for stop in self._stoppers:
             stop()
+
+
+def prepare_metrics(config, workers):
+    """Run before the app is built and workers start: with several worker processes, point
+    prometheus-client's multi-process mode at DATA/metrics (emptied of an earlier run's files),
+    so a scrape of any worker reports them all (ops/metrics.py). Returns that directory, or None
+    for one process. A PROMETHEUS_MULTIPROC_DIR set by the operator is used as it is."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        return os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if workers <= 1:
+        return None
+    path = config.data_path / "metrics"
+    path.mkdir(mode=0o750, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return str(path)
 
 
 def recover(rt):

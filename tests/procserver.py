@@ -15,22 +15,32 @@ def free_port():
 
 
 class ServerProcess:
-    def __init__(self, data_dir, port=None, env=None):
+    def __init__(self, data_dir, port=None, env=None, output=None):
+        """``env``: more environment variables for the server (they win over the defaults);
+        ``output``: a file that gets everything it writes, stdout and stderr, as journald would."""
         self.data_dir = str(data_dir)
         self.env = env or {}
+        self.output = output
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
     def start(self, deadline=30.0):
         env = dict(os.environ, HEXVAULT_DATA_DIR=self.data_dir, HEXVAULT_PORT=str(self.port),
-                   HEXVAULT_BASE_URL=self.url, HEXVAULT_LOG_LEVEL="WARNING", HEXVAULT_CONFIG="", **self.env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                   HEXVAULT_BASE_URL=self.url, HEXVAULT_LOG_LEVEL="WARNING", HEXVAULT_CONFIG="")
+        env.update(self.env)
+        if self.output:
+            with open(self.output, "ab") as sink:
+                self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
+                                             stdout=sink, stderr=subprocess.STDOUT)
+        else:
+            self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         end = time.monotonic() + deadline
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+                written = open(self.output, "rb").read() if self.output else self.proc.stderr.read()
+                raise RuntimeError(f"server exited: {written.decode()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self
@@ -41,7 +51,8 @@ class ServerProcess:
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
-        self.proc.stderr.close()
+        if self.proc.stderr:
+            self.proc.stderr.close()
 
     def stop(self):
         """Stop the server; returns what it wrote to stderr (its log)."""

@@ -16,6 +16,7 @@ from appliance.cli import backup  # noqa: F401,E402
 from appliance.cli import db  # noqa: F401,E402
 from appliance.cli import front  # noqa: F401,E402
 from appliance.cli import gc  # noqa: F401,E402
+from appliance.cli import health  # noqa: F401,E402
 from appliance.cli import keys  # noqa: F401,E402
 from appliance.cli import orgs  # noqa: F401,E402
 from appliance.cli import registry  # noqa: F401,E402

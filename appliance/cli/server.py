@@ -63,6 +63,8 @@ def serve(ctx, host, port):
     from appliance import create_app, serving
 
     config = ctx.config.with_updates(**{k: v for k, v in (("host", host), ("port", port)) if v})
+    # Before anything imports prometheus_client; one process until serving grows workers.
+    serving.prepare_metrics(config, workers=1)
     try:
         from appliance.runtime import open_runtime
 
@@ -74,11 +76,11 @@ def serve(ctx, host, port):
     # waitress warns "Task queue depth is N" on every queued request under load; that is
     # normal for a busy appliance and the logging itself would slow it down.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    click.echo(f"Hexvault {__version__} serving on http://{config.host}:{config.port} "
-               f"(external URL {config.external_url})", err=True)
     try:
         server = serving.create_server(app, config, host=config.host, port=config.port)
-        server.print_listen("Serving on http://{}:{}")
+        # A log record, not a print: with log_format = "json" every line a shipper reads is JSON.
+        logging.getLogger("hexvault").info("Hexvault %s serving on http://%s:%s (external URL %s)", __version__,
+                                           config.host, config.port, config.external_url)
         server.run()
     finally:
         background.stop()

@@ -14,6 +14,7 @@ import re
 from appliance import front
 from appliance.db import database
 from appliance.errors import HexvaultError
+from appliance.ops.edge import ERROR_KEY
 from appliance.routes.keyauth import principal_for
 from appliance.routes.mirror import find_mirror_file
 from appliance.routes.repository import accel_redirect, find_file, not_modified
@@ -54,6 +55,7 @@ class RepositoryFastPath:
                 blob, cache_control = find_mirror_file(self.runtime, lambda: self._principal(environ),
                                                        mirrored.group(1))
         except HexvaultError as exc:
+            environ[ERROR_KEY] = exc  # for the request observer's failure counts
             headers = [("Content-Type", "text/plain; charset=utf-8")]
             if exc.status == 401:
                 headers.append(("WWW-Authenticate", 'Basic realm="hex"'))

@@ -10,7 +10,7 @@ import base64
 
 from flask import current_app, g, request
 
-from appliance import keys, loginlimit
+from appliance import events, keys, loginlimit
 from appliance.errors import Unauthenticated
 from appliance.permissions import Principal
 
@@ -34,6 +34,8 @@ def _from_key(rt, secret, ip, user_agent):
     keys.touch(key, ip, user_agent)
     if key.user_id is not None and key.user.disabled_at is not None:
         raise Unauthenticated("invalid API key")
+    events.emit("key.used", owner="user" if key.user_id is not None else "organization",
+                form="key" if scope is None else "token")
     return Principal(user=key.user if key.user_id else None, key=key, scope=scope)
 
 

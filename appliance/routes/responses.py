@@ -13,6 +13,7 @@ from flask import Response, request
 from werkzeug.exceptions import HTTPException
 
 from appliance.errors import HexvaultError
+from appliance.ops.edge import ERROR_KEY
 from appliance.protocol import etf
 
 ETF_TYPE = "application/vnd.hex+erlang"
@@ -90,6 +91,7 @@ def _respond(status, message, errors=None):
 def register_error_handlers(app):
     @app.errorhandler(HexvaultError)
     def handle_hexvault_error(exc):
+        request.environ[ERROR_KEY] = exc  # for the request observer's failure counts
         return _respond(exc.status, exc.message, exc.errors)
 
     @app.errorhandler(HTTPException)
