@@ -4,7 +4,8 @@
 #   scripts/test.sh [PYTEST ARGS...]
 #
 # On a fresh Debian machine (as root, or a user with sudo) it installs what the tests need
-# (Erlang/OTP, rebar3, Chromium and ChromeDriver from Debian), creates or refreshes the
+# (Erlang/OTP, rebar3, Chromium and ChromeDriver from Debian, and Prometheus's binary extracted
+# from its Debian package into .cache/prometheus), creates or refreshes the
 # virtualenv .venv in the repository root with `pip install -e '.[test]'`, then runs
 # `.venv/bin/python -m pytest "$@"` from the repository root. Exits with pytest's status;
 # "no tests collected" (pytest's exit 5) counts as a failure.
@@ -43,6 +44,24 @@ if [ "${#missing[@]}" -gt 0 ]; then
     for tool in "${TOOLS[@]}"; do
         have "$tool" || die "$tool is still missing after apt-get install"
     done
+fi
+
+# --- 1b. Prometheus, for tests/test_metrics.py: only its binary, from Debian's package ------
+# (installing the package pulls in ~300 MB of web UI assets the test never uses)
+PROMETHEUS_DIR="$REPO/.cache/prometheus"
+if ! command -v prometheus >/dev/null 2>&1 && [ ! -x "$PROMETHEUS_DIR/usr/bin/prometheus" ] &&
+        command -v apt-get >/dev/null 2>&1; then
+    say "extracting Debian's prometheus binary into .cache/prometheus (apt-get download, dpkg-deb -x)"
+    download="$(mktemp -d)"
+    chmod 0755 "$download"  # apt's _apt user writes the download here
+    if (cd "$download" && apt-get download -q prometheus >/dev/null 2>&1) ||
+            { as_root apt-get update -q >/dev/null && (cd "$download" && apt-get download -q prometheus >/dev/null 2>&1); }; then
+        mkdir -p "$PROMETHEUS_DIR"
+        dpkg-deb -x "$download"/prometheus_*.deb "$PROMETHEUS_DIR"
+    else
+        say "could not download prometheus: the Prometheus scrape test will be skipped"
+    fi
+    rm -rf "$download"
 fi
 
 # --- 2. virtualenv ------------------------------------------------------------------------

@@ -120,6 +120,12 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     proc = serve()
     try:
         check_serving()
+        # What systemd runs after ExecStart: the service user asking the server's /healthz.
+        health = re.search(r"^ExecStartPost=(.+)$", unit, re.M).group(1).split()
+        assert health == [str(program), "health", "--wait", "60"]
+        asked = subprocess.run(["runuser", "-u", service_user, "--", "env", f"HEXVAULT_CONFIG={config}", *health],
+                               capture_output=True, text=True, timeout=90)
+        assert asked.returncode == 0 and asked.stdout.strip().endswith("/healthz: ok"), asked.stdout + asked.stderr
         # The admin command runs the CLI as the service user with the installed config, even for
         # root, so what it writes (here, an organization and its registry files) stays the service's.
         admin = dirs["--bin-dir"] / "hexvault"
