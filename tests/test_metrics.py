@@ -17,7 +17,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from appliance import create_app, keys
+from appliance import create_app, front, keys
 from tests.conftest import LiveServer
 from tests.driver import erlang_package
 from tests.procserver import ServerProcess, free_port
@@ -162,6 +162,15 @@ def test_only_allowed_networks_or_the_token_may_scrape(runtime):
         # The address is the client's: a forged X-Forwarded-For from an untrusted peer opens nothing.
         assert requests.get(f"{server.url}/metrics", headers={"X-Forwarded-For": "10.1.2.3"},
                             timeout=10).status_code == 403
+    finally:
+        server.stop()
+    server = serve(runtime, metrics_allow=("127.0.0.1/32",), trusted_proxy=False)
+    try:
+        assert scrape(server.url)("hexvault_disk_free_bytes") > 0
+        # Through the TLS front (nginx on this machine) every client looks local: without
+        # trusted_proxy the address proves nothing, so only the token opens the page.
+        via_front = {front.ACCEL_REQUEST_HEADER: front.ACCEL_REQUEST_VALUE}
+        assert requests.get(f"{server.url}/metrics", headers=via_front, timeout=10).status_code == 403
     finally:
         server.stop()
     server = serve(runtime, metrics_allow=("10.0.0.0/8",), trusted_proxy=True)

@@ -71,8 +71,7 @@ def _storage(rt):
 
 
 def _disk(rt):
-    free, reserve = disk.free_bytes(rt.config), disk.reserve_bytes(rt.config)
-    if free < reserve:
+    if disk.usage(rt.config).low:
         return Check("degraded", "free disk space is below the reserve (min_free_bytes): writes are refused")
     return Check("ok")
 

@@ -116,9 +116,11 @@ def record_event(name, fields):
         KEY_USES.labels(fields["owner"], fields["form"]).inc()
 
 
-def check_scraper(config, remote_addr, authorization):
+def check_scraper(config, remote_addr, authorization, proxied=False):
     """Let a scrape through, or raise: Unauthenticated for a wrong token, Forbidden for an
-    address outside metrics_allow that brought no token."""
+    address outside metrics_allow that brought no token. ``proxied``: the request came through
+    the TLS front; without trusted_proxy its address is the front's own (127.0.0.1), not the
+    client's, so only the token opens the page."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         expected = config.metrics_token_sha256
@@ -129,6 +131,8 @@ def check_scraper(config, remote_addr, authorization):
     try:
         address = ipaddress.ip_address(remote_addr or "")
     except ValueError:
+        address = None
+    if proxied and not config.trusted_proxy:
         address = None
     if address is not None and any(address in ipaddress.ip_network(n) for n in config.metrics_allow):
         return
@@ -177,12 +181,13 @@ class StateCollector:
 
     def collect(self):
         config = self.rt.config
-        free, size = disk.usage(config.data_path)
+        space = disk.usage(config)
         yield GaugeMetricFamily("hexvault_disk_free_bytes", "Free bytes on the data directory's file system.",
-                                value=free)
-        yield GaugeMetricFamily("hexvault_disk_size_bytes", "Size of the data directory's file system.", value=size)
+                                value=space.free)
+        yield GaugeMetricFamily("hexvault_disk_size_bytes", "Size of the data directory's file system.",
+                                value=space.total)
         yield GaugeMetricFamily("hexvault_disk_reserve_bytes", "Free bytes the disk guard keeps: below this, "
-                                "writes are refused (min_free_bytes).", value=disk.reserve_bytes(config))
+                                "bulk writes are refused (min_free_bytes; 0: guard off).", value=space.reserve)
         stored = GaugeMetricFamily("hexvault_stored_bytes", "Bytes in the blob store by area, at most "
                                    f"{STORED_BYTES_MAX_AGE:.0f} s old; area database is the SQLite file.",
                                    labels=["area"])

@@ -5,6 +5,7 @@ import json
 
 from flask import Blueprint, Response, current_app, request
 
+from appliance import front
 from appliance.ops import health, metrics
 from appliance.routes.keyauth import client_ip, runtime
 
@@ -39,6 +40,7 @@ def readyz():
 def metrics_page():
     """Prometheus text or OpenMetrics, as the scraper asks."""
     rt = runtime()
-    metrics.check_scraper(rt.config, client_ip(), request.headers.get("Authorization"))
+    metrics.check_scraper(rt.config, client_ip(), request.headers.get("Authorization"),
+                          proxied=front.ACCEL_REQUEST_HEADER in request.headers)
     body, content_type = metrics.exposition(rt, request.headers.get("Accept"))
     return Response(body, headers=_NO_STORE, content_type=content_type)
