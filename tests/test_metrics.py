@@ -158,7 +158,9 @@ def test_only_allowed_networks_or_the_token_may_scrape(runtime):
         assert refused.status_code == 403 and "metrics_allow" in refused.json()["message"]
         wrong = requests.get(f"{server.url}/metrics", headers={"Authorization": "Bearer not-the-token"}, timeout=10)
         assert wrong.status_code == 401 and "hexvault_" not in wrong.text
-        assert scrape(server.url, Authorization=f"Bearer {TOKEN}")("hexvault_disk_free_bytes") > 0
+        samples = scrape(server.url, Authorization=f"Bearer {TOKEN}")
+        assert samples("hexvault_disk_free_bytes") > 0
+        assert samples("hexvault_auth_failures_total", reason="bad_metrics_token") >= 1
         # The address is the client's: a forged X-Forwarded-For from an untrusted peer opens nothing.
         assert requests.get(f"{server.url}/metrics", headers={"X-Forwarded-For": "10.1.2.3"},
                             timeout=10).status_code == 403

@@ -89,10 +89,10 @@ def _registry(rt, watch):
         unbuildable += len(by_org[org.id] & failing.keys())
         stuck += len(by_org[org.id] - failing.keys())
     if stuck:
-        return Check("fail", f"{stuck} registry builds pending for more than {watch.grace:.0f} s; "
-                             "run `hexvault registry rebuild` or restart the server")
+        return Check("fail", f"registry files of {stuck} package(s) waiting to be written for more than "
+                             f"{watch.grace:.0f} s; run `hexvault registry rebuild` or restart the server")
     if unbuildable:
-        return Check("degraded", f"{unbuildable} packages cannot be built into the registry; see `hexvault check`")
+        return Check("degraded", f"{unbuildable} package(s) cannot be built into the registry; see `hexvault check`")
     return Check("ok")
 
 

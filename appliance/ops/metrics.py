@@ -36,6 +36,7 @@ from appliance.ops import disk
 STORED_BYTES_MAX_AGE = 60.0  # seconds a walk of the blob directory is reused: walking is O(files)
 
 _registry = CollectorRegistry()
+METRICS_TOKEN_REFUSED = "invalid metrics token"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 REQUESTS = Counter("hexvault_http_requests", "HTTP requests answered, by route family, method and status.",
@@ -62,8 +63,9 @@ KEY_USES = Counter("hexvault_key_uses", "Requests authenticated with a key, by o
                    "and form (key, or oauth token exchanged for one).", ["owner", "form"], registry=_registry)
 prometheus_client.ProcessCollector(registry=_registry)  # CPU, memory, open files: single-process mode only
 
-# Unauthenticated's messages (keys.py, keyauth.py, accounts.py) as reason labels.
+# Unauthenticated's messages (keys.py, keyauth.py, accounts.py, check_scraper) as reason labels.
 _UNAUTHENTICATED_REASONS = {
+    METRICS_TOKEN_REFUSED: "bad_metrics_token",
     "missing authentication information": "missing",
     "invalid API key": "invalid_key",
     "API key revoked": "revoked_key",
@@ -127,7 +129,7 @@ def check_scraper(config, remote_addr, authorization, proxied=False):
         given = hashlib.sha256(token.strip().encode()).hexdigest()
         if expected and hmac.compare_digest(given, expected):
             return
-        raise Unauthenticated("invalid metrics token")
+        raise Unauthenticated(METRICS_TOKEN_REFUSED)
     try:
         address = ipaddress.ip_address(remote_addr or "")
     except ValueError:
