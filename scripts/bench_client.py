@@ -11,7 +11,9 @@ Prints one line per figure:
     rebar3_hexvault_s=...  median wall time of `rebar3 TASK` against Hexvault
     rebar3_nginx_s=...     the same against nginx (no auth)
     ratio=...              median over runs of hexvault / nginx
-Usage: scripts/bench_client.py [--deps 30] [--runs 10] [--task get-deps|compile]
+With --tls both sides are HTTPS with the same local CA trusted through rebar3's ssl_cacerts_path:
+Hexvault through its TLS front (scripts/bench_front.py) against a plain nginx over TLS.
+Usage: scripts/bench_client.py [--deps 30] [--runs 10] [--task get-deps|compile] [--tls]
 """
 
 import argparse
@@ -43,6 +45,7 @@ def main():
     parser.add_argument("--deps", type=int, default=30)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--task", choices=("get-deps", "compile"), default="get-deps")
+    parser.add_argument("--tls", action="store_true", help="both over HTTPS: the TLS front against nginx over TLS")
     args = parser.parse_args()
     if not shutil.which("rebar3"):
         raise SystemExit("needs Debian's rebar3")
@@ -64,9 +67,20 @@ def main():
         if nginx is None:
             raise SystemExit("needs Debian's nginx (apt-get install nginx-light)")
         server = ServerProcess(config.data_dir).start()
+        extra_global, stoppers = "", []
         try:
             timings = {"hexvault": [], "nginx": []}
             targets = [("hexvault", server.url), ("nginx", f"http://127.0.0.1:{nginx_port}")]
+            if args.tls:
+                import bench_front
+
+                tls = bench_front.make_tls(tmp)
+                front, front_port = bench_front.start_front(config, server.port, tls, tmp)
+                plain_tls, static_port = bench_front.start_static_tls(os.path.join(tmp, "nginx", "www"), tls, tmp)
+                stoppers = [lambda: bench_front.stop(front), lambda: bench_front.stop(plain_tls)]
+                targets = [("hexvault", f"https://localhost:{front_port}"), ("nginx", f"https://localhost:{static_port}")]
+                extra_global = f'{{ssl_cacerts_path, "{tls.ca_cert}"}}.\n'
+
             for run in range(args.runs):
                 # Alternate who goes first, so warm-up and drift don't favour one side.
                 for label, url in (targets if run % 2 == 0 else targets[::-1]):
@@ -74,7 +88,8 @@ def main():
                     t0 = time.perf_counter()
                     result = rebar3_compile(work, repo_name="bench", repo_url=f"{url}/repos/bench",
                                             public_key_pem=pem, repo_key=repo_key,
-                                            deps=[(n, "1.0.0") for n in names], task=args.task)
+                                            deps=[(n, "1.0.0") for n in names], task=args.task,
+                                            extra_global=extra_global)
                     elapsed = time.perf_counter() - t0
                     if result.returncode != 0:
                         raise SystemExit(f"rebar3 failed against {label}: {result.stdout[-2000:]}")
@@ -82,10 +97,12 @@ def main():
             hexvault, static = statistics.median(timings["hexvault"]), statistics.median(timings["nginx"])
             paired = statistics.median(h / n for h, n in zip(timings["hexvault"], timings["nginx"]))
             print(f"rebar3_hexvault_s={hexvault:.2f} min={min(timings['hexvault']):.2f} task={args.task} "
-                  f"deps={args.deps} runs={args.runs}")
+                  f"deps={args.deps} runs={args.runs} tls={args.tls}")
             print(f"rebar3_nginx_s={static:.2f} min={min(timings['nginx']):.2f}")
             print(f"ratio={paired:.3f}")
         finally:
+            for stop in stoppers:
+                stop()
             server.stop()
             nginx.terminate()
             nginx.wait(timeout=10)

@@ -19,8 +19,15 @@ Prints one line per figure:
                                            filled from a bundle signed by a stand-in upstream key)
     publish_ms_median=...                  end-to-end publish latency (HTTP, validation, registry rebuild) at N
 
+With --tls (needs nginx and wrk), over HTTPS through the TLS front (scripts/bench_front.py):
+    front_mirror_rps=...                   the open mirror's packages/NAME, which nginx serves from disk
+    static_tls_mirror_rps=...              the same files from a plain nginx over TLS
+    ratio_front_mirror=...                 front / plain nginx (target >= 0.8)
+    front_tarballs_rps=...                 authorized tarballs (Hexvault decides, nginx streams)
+    ratio_front_tarballs_vs_direct=...     front / Hexvault direct over HTTP (target >= 1)
+
 Usage: scripts/bench_registry.py [--packages 1000] [--clients 32] [--seconds 10] [--publishes 20]
-                                 [--mirror-packages 200]
+                                 [--mirror-packages 200] [--tls]
 """
 
 import argparse
@@ -174,13 +181,13 @@ def lua_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def measure_wrk(port, paths, headers, clients, seconds, workdir):
+def measure_wrk(port, paths, headers, clients, seconds, workdir, scheme="http"):
     script = os.path.join(workdir, "bench.lua")
     with open(script, "w") as fh:
         fh.write(WRK_SCRIPT % (", ".join(lua_string(p) for p in paths),
                                ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items())))
     out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-s", script,
-                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60).stdout
+                          f"{scheme}://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
@@ -278,6 +285,37 @@ def measure_publish(port, api_key, count):
     return statistics.median(timings), max(timings)
 
 
+def measure_tls(rt, port, tar_paths, direct_tar_rps, mirror_names, auth, args, tmp):
+    """The TLS front against a plain nginx over TLS (same certificate, same files) and against
+    Hexvault direct; see the module docstring."""
+    import bench_front
+
+    if bench_front.NGINX is None:
+        raise SystemExit("--tls needs Debian's nginx")
+    tls = bench_front.make_tls(tmp)
+    front, front_port = bench_front.start_front(rt.config, port, tls, tmp)
+    www = os.path.join(tmp, "static-www")
+    for name in mirror_names:  # the same mirror bytes, at the same paths, for the plain nginx
+        target = os.path.join(www, "mirror", "hexpm", "packages", name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as fh:
+            fh.write(rt.store.get(f"mirror/hexpm/packages/{name}"))
+    static, static_port = bench_front.start_static_tls(www, tls, tmp)
+    try:
+        paths = [f"/mirror/hexpm/packages/{n}" for n in mirror_names]
+        f_rps, f_p99, bad = measure_wrk(front_port, paths, {}, args.clients, args.seconds, tmp, "https")
+        print(f"front_mirror_rps={f_rps:.0f} p99_ms={f_p99:.1f} non_2xx={bad}")
+        s_rps, s_p99, bad = measure_wrk(static_port, paths, {}, args.clients, args.seconds, tmp, "https")
+        print(f"static_tls_mirror_rps={s_rps:.0f} p99_ms={s_p99:.1f} non_2xx={bad}")
+        print(f"ratio_front_mirror={f_rps / s_rps:.3f}")
+        t_rps, t_p99, bad = measure_wrk(front_port, tar_paths, auth, args.clients, args.seconds, tmp, "https")
+        print(f"front_tarballs_rps={t_rps:.0f} p99_ms={t_p99:.1f} non_2xx={bad}")
+        print(f"ratio_front_tarballs_vs_direct={t_rps / direct_tar_rps:.3f}")
+    finally:
+        bench_front.stop(front)
+        bench_front.stop(static)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--packages", type=int, default=1000)
@@ -286,6 +324,7 @@ def main():
     parser.add_argument("--publishes", type=int, default=20)
     parser.add_argument("--mirror-packages", type=int, default=200, help="packages in the hex.pm mirror bundle")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads of the server")
+    parser.add_argument("--tls", action="store_true", help="also measure through the TLS front (nginx, wrk)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="hexvault-bench-") as tmp:
@@ -327,6 +366,8 @@ def main():
                     print(f"ratio_packages={rps / n_rps:.3f} ratio_tarballs={tar_rps / nt_rps:.3f}")
                 h_rps, h_p99, _ = measure_waitress_hello(pkg_paths, args.clients, args.seconds, args.threads, tmp)
                 print(f"waitress_hello_rps={h_rps:.0f} p99_ms={h_p99:.1f} hexvault_share_of_it={rps / h_rps:.2f}")
+                if args.tls:
+                    measure_tls(rt, port, tar_paths, tar_rps, mirror_names, auth, args, tmp)
             else:
                 rps, p99, errors = measure_reads(port, repo_key, names, args.clients, args.seconds)
                 print(f"hexvault_packages_rps={rps:.0f} p99_ms={p99:.1f} errors={errors} clients={args.clients} "
