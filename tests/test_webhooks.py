@@ -3,6 +3,7 @@ signature: every kind of change, one event each, written with the change; a rece
 down and then up; a receiver that hangs; two workers racing; kill -9 of `hexvault serve`; the
 admin pages with redelivery; bad hook URLs."""
 
+import datetime
 import re
 import time
 
@@ -12,8 +13,8 @@ import requests
 from appliance import accounts, audit, keys, orgs
 from appliance.db import database, write_tx
 from appliance.errors import Invalid
-from appliance.models import WebhookDelivery, WebhookEvent
-from appliance.ops import webhooks
+from appliance.models import WebhookDelivery, WebhookEvent, utcnow
+from appliance.ops import delivery, webhooks
 from appliance.ops.delivery import DeliveryWorker
 from appliance.protocol import tarball
 from tests.conftest import make_world
@@ -265,3 +266,31 @@ def test_undelivered_events_survive_kill_9_of_serve(runtime, config):
             wait_until(lambda: len(deliveries("delivered")) == 3, deadline=60, what="deliveries recorded")
     finally:
         server.stop()
+
+
+def test_finished_deliveries_are_forgotten_after_the_retention_period_pending_ones_never(fast):
+    hv = fast
+    with Receiver() as rx:
+        webhooks.create(hv.runtime, hv.org, rx.url)
+        keys.create(hv.runtime.app_secret, "first", [["repository", "acme"]], organization=hv.org)
+        assert delivery.deliver_next(hv.runtime, "test-worker")
+    keys.create(hv.runtime.app_secret, "second", [["repository", "acme"]], organization=hv.org)
+    assert delivery.deliver_next(hv.runtime, "test-worker")  # the receiver is gone: refused
+    delivered, pending = deliveries()
+    assert (delivered.state, pending.state) == ("delivered", "pending")
+    delivery.prune(now=utcnow() + delivery.RETENTION - datetime.timedelta(minutes=1))
+    assert len(deliveries()) == 2
+    delivery.prune(now=utcnow() + delivery.RETENTION + datetime.timedelta(minutes=1))
+    assert [d.id for d in deliveries()] == [pending.id]
+    assert [e.id for e in WebhookEvent.select()] == [pending.event_id]
+
+
+def test_a_secret_the_app_secret_cannot_decrypt_is_a_recorded_failure_not_a_dead_worker(fast):
+    hv = fast
+    with Receiver() as rx:
+        webhooks.create(hv.runtime, hv.org, rx.url)
+        keys.create(hv.runtime.app_secret, "ci", [["repository", "acme"]], organization=hv.org)
+        hv.runtime.app_secret = b"0" * 64  # as if DATA/secret_key had been replaced
+        assert delivery.deliver_next(hv.runtime, "test-worker")
+        (failed,) = deliveries()
+        assert failed.state == "pending" and "cannot be decrypted" in failed.last_error and rx.requests == []

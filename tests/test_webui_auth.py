@@ -11,6 +11,7 @@ import pytest
 
 from appliance import accounts, audit, create_app, keys, orgs, packages, registry_builder
 from appliance.models import SigningKey
+from appliance.ops import webhooks
 from tests.driver import erlang_package
 from tests.webclient import WebSession
 
@@ -26,6 +27,9 @@ NEEDS = {
     "webui.member_role": "org admin",
     "webui.member_remove": "org admin",
     "webui.org_key_create": "org admin",
+    "webui.webhook_create": "org admin",
+    "webui.webhook_delete": "org admin",
+    "webui.webhook_redeliver": "org admin",
     "webui.package_retire": "org write",
     "webui.package_unretire": "org write",
     "webui.key_revoke": "owner",
@@ -51,6 +55,7 @@ def web_world(hv):
     """acme with a member of each role, a retired and an unretired release, organization and
     user keys to revoke and rotate; beta with its own admin."""
     rt, secret = hv.runtime, hv.runtime.app_secret
+    hook, _hook_secret = webhooks.create(rt, hv.org, "http://127.0.0.1:9/hook")  # every change below is an event
     assert hv.publish(erlang_package("current", "1.0.0")).status_code == 201
     assert hv.publish(erlang_package("old", "1.0.0")).status_code == 201
     packages.retire(rt, hv.org, "old", "1.0.0", "deprecated", "use current")
@@ -72,13 +77,14 @@ def web_world(hv):
         sessions[caller] = WebSession(hv.url)
         assert sessions[caller].login(username, f"{username}-password").status_code == 200
     accounts.set_disabled(people["gone"], True)
-    return dict(people=people, org_keys=org_keys, user_keys=user_keys, sessions=sessions)
+    return dict(people=people, org_keys=org_keys, user_keys=user_keys, sessions=sessions, hook=hook,
+                delivery=webhooks.recent_deliveries(hook)[-1])
 
 
 def action_requests(world):
     """(endpoint, path, form) for every admin POST, each with valid input, so that only a
     permission check stands between the caller and a change."""
-    org_key, user_key = world["org_keys"], world["user_keys"]
+    org_key, user_key, hook = world["org_keys"], world["user_keys"], world["hook"]
     return [
         ("webui.org_create", "/admin/orgs", {"name": "sneaky"}),
         ("webui.users", "/admin/users", {"username": "sneaky", "password": "sneaky-password", "is_admin": "1"}),
@@ -89,6 +95,9 @@ def action_requests(world):
         ("webui.member_role", "/admin/orgs/acme/members/reader/role", {"role": "admin"}),
         ("webui.member_remove", "/admin/orgs/acme/members/orgadmin/remove", {}),
         ("webui.org_key_create", "/admin/orgs/acme/keys", {"name": "sneaky", "repository": "1"}),
+        ("webui.webhook_create", "/admin/orgs/acme/webhooks", {"url": "http://127.0.0.1:9/sneaky"}),
+        ("webui.webhook_redeliver", f"/admin/orgs/acme/webhooks/{hook.id}/deliveries/{world['delivery'].id}/redeliver", {}),
+        ("webui.webhook_delete", f"/admin/orgs/acme/webhooks/{hook.id}/delete", {}),
         ("webui.package_retire", "/admin/orgs/acme/packages/current/1.0.0/retire", {"reason": "security"}),
         ("webui.package_unretire", "/admin/orgs/acme/packages/old/1.0.0/unretire", {}),
         ("webui.key_revoke", f"/admin/keys/{org_key['deploy-revoke'].id}/revoke", {}),
@@ -119,6 +128,8 @@ def state():
         signing_key=SigningKey.current().fingerprint,
         sessions=[accounts.session_epoch(b"x", u) for u in users],
         audit=[e.id for e in audit.entries()],
+        webhooks=[(h.id, h.url, [d.id for d in webhooks.recent_deliveries(h)])
+                  for o in every_org for h in webhooks.list_for(o)],
     )
 
 
