@@ -139,3 +139,43 @@ def test_forged_cross_site_post_is_refused_in_the_browser(hv, browser):
     assert "CSRF token missing or invalid" in browser.find_element(By.TAG_NAME, "body").text
     browser.get(hv.url + "/admin/")
     assert "forged" not in browser.find_element(By.TAG_NAME, "table").text
+
+
+def test_webhook_created_delivered_and_redelivered_in_chromium(hv, browser):
+    from selenium.webdriver.common.by import By
+
+    from appliance.ops.delivery import DeliveryWorker
+    from tests.webhook_receiver import Receiver
+
+    hv.runtime.config = hv.runtime.config.with_updates(webhook_retry_seconds=0.02, webhook_retry_max_seconds=0.1)
+    browser.get(hv.url + "/admin/login")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin-password")
+    submit(browser, "form")
+    with Receiver() as rx:
+        browser.get(hv.url + "/admin/orgs/acme")
+        browser.find_element(By.LINK_TEXT, "Webhooks").click()
+        browser.find_element(By.NAME, "url").send_keys(rx.url)
+        submit(browser, "form[action$='/admin/orgs/acme/webhooks']")
+        rx.secret = browser.find_element(By.ID, "secret").text
+        assert re.fullmatch(r"[0-9a-f]{64}", rx.secret)
+        shot(browser, "07-webhook-secret")
+
+        worker = DeliveryWorker(hv.runtime).start()
+        try:
+            assert hv.publish(erlang_package("hello", "0.1.0")).status_code == 201
+            first = rx.wait_for(lambda r: len(r) == 1, what="the publish event")[0]
+            assert first["signed"] and first["event"]["type"] == "release.publish"
+            browser.find_element(By.LINK_TEXT, "Deliveries of this webhook").click()
+            for _ in range(50):  # the delivery is recorded just after the receiver answered
+                if browser.find_elements(By.CSS_SELECTOR, "tr.delivery-delivered"):
+                    break
+                browser.refresh()
+            assert "delivered" in browser.find_element(By.CSS_SELECTOR, "tr.delivery-delivered td.state").text
+            shot(browser, "08-webhook-deliveries")
+            submit(browser, "form[action$='/redeliver']")
+            assert "queued for delivery again" in browser.find_element(By.CLASS_NAME, "flash").text
+            again = rx.wait_for(lambda r: len(r) == 2, what="the redelivery")[1]
+            assert again["signed"] and again["event"]["id"] == first["event"]["id"]
+        finally:
+            worker.stop()
