@@ -4,7 +4,9 @@
 online backup API (a consistent snapshot); then every tarball and docs blob the snapshot refers
 to is copied (blobs are content-addressed and never change once written), with the signing keys,
 the app secret and the config file, and a manifest of SHA-256 sums. It writes into
-``DEST.partial`` and renames at the end, so a DEST that exists is a complete backup.
+``DEST.partial`` and renames at the end, so a DEST that exists is a complete backup. DEST and
+everything in it are owner-only (directories 0700, files 0600) whatever the umask: a backup holds
+the database, private tarballs, the signing keys and the app secret.
 
 The hex.pm mirror's files (``mirror/``) are copied too, records before tarballs: they are
 hex.pm's signatures and cannot be rebuilt. Organization registry files are not copied:
@@ -52,6 +54,15 @@ def _fsync_tree(root):
         os.close(fd)
 
 
+def _make_private(root):
+    """Owner-only modes for root and everything under it. The work directory is 0700 from the
+    start, so nothing in it is reachable by others before this runs."""
+    for dirpath, dirs, files in os.walk(root):
+        os.chmod(dirpath, 0o700)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o600)
+
+
 def _referenced_blobs(db_path):
     conn = sqlite3.connect(db_path)  # closed explicitly: `with` would only end the transaction
     try:
@@ -89,7 +100,9 @@ def backup(rt, dest):
         raise BackupError(f"{dest} already exists; choose a new directory for each backup")
     work = dest.with_name(dest.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
-    (work / "blobs").mkdir(parents=True)
+    work.mkdir(mode=0o700, parents=True)
+    os.chmod(work, 0o700)  # mkdir's mode is masked by the umask; this one must hold exactly
+    (work / "blobs").mkdir()
     config = rt.config
 
     source = sqlite3.connect(config.database_path)
@@ -125,6 +138,7 @@ def backup(rt, dest):
             files[path.relative_to(work).as_posix()] = _sha256(path)
     manifest = {"hexvault": __version__, "files": files}
     (work / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    _make_private(work)
     _fsync_tree(work)
     os.replace(work, dest)
     return manifest
@@ -154,6 +168,7 @@ def restore(src, config):
     verify(src)
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True, mode=0o750)
+    os.chmod(data, 0o750)  # an existing directory keeps its mode otherwise, 0755 under umask 022
     shutil.copytree(src / "blobs", config.blob_path, dirs_exist_ok=True)
     shutil.copytree(src / "keys", config.keys_path)
     os.chmod(config.keys_path, 0o700)

@@ -109,6 +109,7 @@ def initialize(config):
         (data / leftover).unlink(missing_ok=True)
     for path in (data, config.keys_path, config.blob_path, config.import_path):
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
+    os.chmod(data, 0o750)  # it may exist already, made with the umask's 0755
     os.chmod(config.keys_path, 0o700)
     init_database(config.database_path)
     with database.connection_context():

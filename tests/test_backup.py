@@ -1,5 +1,7 @@
 """Online backup while publishing, restore into a new data directory, compare bytes."""
 
+import os
+import stat
 import threading
 
 from click.testing import CliRunner
@@ -72,3 +74,36 @@ def test_restore_refuses_a_used_data_dir_and_an_altered_backup(hv, tmp_path):
     again = CliRunner().invoke(main, ["backup", str(tmp_path / "b")],
                                env={"HEXVAULT_DATA_DIR": hv.runtime.config.data_dir, "HEXVAULT_CONFIG": ""})
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_backup_is_owner_only_under_a_permissive_umask(hv, tmp_path):
+    """A backup holds the database, private tarballs, signing keys and the app secret: nobody
+    but its owner may read any of it, even when written under the common umask 022."""
+    assert hv.publish(erlang_package("secretlib", "1.0.0")).status_code == 201
+    config_file = tmp_path / "hexvault.toml"
+    config_file.write_text(f'data_dir = "{hv.runtime.config.data_dir}"\n')
+    os.chmod(config_file, 0o644)
+    old = os.umask(0o022)
+    try:
+        result = CliRunner().invoke(main, ["--config", str(config_file), "backup", str(tmp_path / "b")],
+                                    env={"HEXVAULT_CONFIG": ""}, catch_exceptions=False)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    paths = [tmp_path / "b"] + list((tmp_path / "b").rglob("*"))
+    assert any(p.name.endswith(".tar") for p in paths) and any(p.name == "hexvault.toml" for p in paths)
+    readable_by_others = [f"{p.relative_to(tmp_path)} {stat.filemode(p.stat().st_mode)}"
+                          for p in paths if p.stat().st_mode & 0o077]
+    assert readable_by_others == []
+
+    # Restoring into a directory an operator made beforehand with the umask's 0755 closes it too.
+    (tmp_path / "restored").mkdir(mode=0o755)
+    database.close()
+    old = os.umask(0o022)
+    try:
+        result = CliRunner().invoke(main, ["restore", str(tmp_path / "b")], catch_exceptions=False,
+                                    env={"HEXVAULT_DATA_DIR": str(tmp_path / "restored"), "HEXVAULT_CONFIG": ""})
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE((tmp_path / "restored").stat().st_mode) == 0o750

@@ -81,3 +81,17 @@ def test_config_errors_are_one_line_for_every_command(tmp_path):
 def test_show_config_prints_the_url_clients_will_use(tmp_path):
     shown = run(tmp_path, "show-config").output
     assert "base_url = 'http://127.0.0.1:8000'" in shown
+
+
+def test_init_closes_a_data_dir_made_beforehand_with_umask_022(tmp_path):
+    """The database and private tarballs live in the data directory: others may not even list it."""
+    import os
+    import stat
+
+    (tmp_path / "data").mkdir(mode=0o755)
+    old = os.umask(0o022)
+    try:
+        assert run(tmp_path, "init").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o750
