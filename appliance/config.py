@@ -54,6 +54,13 @@ def _size_or_auto(value):
     return number
 
 
+def _positive_int(value):
+    number = _int(value)
+    if number < 1:
+        raise ValueError("expected a positive integer")
+    return number
+
+
 def _str(value):
     if not isinstance(value, str):
         raise ValueError("expected a string")
@@ -107,6 +114,14 @@ SETTINGS = (
     Setting("port", 8000, _int, "Port `hexvault serve` listens on."),
     Setting("base_url", "", _str, "External URL clients use (e.g. http://hex.corp:8000); defaults to http://HOST:PORT."),
     Setting("threads", 8, _int, "Worker threads of the waitress server."),
+    Setting("connection_limit", 1000, _positive_int,
+            "Open client connections served at once; when all are taken, the longest idle one is closed "
+            "for a new one, so idle or slow clients never lock others out."),
+    Setting("channel_timeout", 15, _positive_int,
+            "Seconds a client connection may stay idle (keep-alive, or a stalled request) before it is closed."),
+    Setting("busy_timeout", 5000, _positive_int,
+            "Milliseconds a write waits for another writer's database lock before answering 503 with "
+            "Retry-After (reads never wait)."),
     Setting("min_free_bytes", None, _size_or_auto,
             "Free space kept on the data directory's disk: below it publishes, docs, imports and backups "
             "are refused with 507 (reads go on); \"auto\" = the larger of 1 GiB and 5% of the disk, 0 = off."),
@@ -161,6 +176,9 @@ class Config:
     port: int
     base_url: str
     threads: int
+    connection_limit: int
+    channel_timeout: int
+    busy_timeout: int
     min_free_bytes: object  # int, or None for "auto"
     read_cache_size: int
     default_organization: str
@@ -259,5 +277,11 @@ def load_config(path=None, environ=None, **overrides):
 
 def describe(config):
     """(name, value) pairs of the effective settings, for `hexvault show-config`; an unset
-    base_url shows the URL actually used."""
-    return [(s.name, config.external_url if s.name == "base_url" else getattr(config, s.name)) for s in SETTINGS]
+    base_url shows the URL actually used, a default rule shows as "auto"."""
+    def shown(setting):
+        if setting.name == "base_url":
+            return config.external_url
+        value = getattr(config, setting.name)
+        return "auto" if value is None else value
+
+    return [(s.name, shown(s)) for s in SETTINGS]

@@ -10,6 +10,7 @@ import threading
 import peewee
 
 from appliance import events
+from appliance.errors import Busy, InsufficientStorage
 
 # Bound to a file by init_database(); models refer to this object from import time on.
 database = peewee.SqliteDatabase(None)
@@ -19,7 +20,7 @@ PRAGMAS = {
     "foreign_keys": 1,
     # FULL makes every commit durable before the client hears "published".
     "synchronous": "full",
-    "busy_timeout": 10000,
+    "busy_timeout": 10000,  # replaced by the busy_timeout setting (init_database)
     "cache_size": -16000,
 }
 
@@ -27,9 +28,10 @@ PRAGMAS = {
 _generation = None  # the _Generation beside the bound database file
 
 
-def init_database(path):
+def init_database(path, busy_timeout_ms=PRAGMAS["busy_timeout"]):
     global _generation
-    database.init(str(path), pragmas=PRAGMAS, timeout=10, check_same_thread=False)
+    database.init(str(path), pragmas=dict(PRAGMAS, busy_timeout=busy_timeout_ms), timeout=busy_timeout_ms / 1000,
+                  check_same_thread=False)
     _generation = _Generation(str(path) + ".generation")
     return database
 
@@ -40,12 +42,22 @@ def write_tx():
     the generation and emits the events held for it (events.emit_after_commit).
 
     A deferred transaction that reads first and writes later can fail with "database is locked"
-    when another writer got in between; IMMEDIATE waits (busy_timeout) instead.
+    when another writer got in between; IMMEDIATE waits (busy_timeout) instead. A lock held past
+    busy_timeout raises errors.Busy (503 with Retry-After) and a full disk errors.InsufficientStorage
+    (507); either way SQLite rolled the transaction back.
     """
     mark = events.transaction_started()
     try:
         with database.atomic("IMMEDIATE") as tx:
             yield tx
+    except peewee.OperationalError as exc:
+        events.transaction_failed(mark)
+        code = _sqlite_code(exc)
+        if code in (SQLITE_BUSY, SQLITE_LOCKED):
+            raise Busy() from exc
+        if code == SQLITE_FULL:
+            raise InsufficientStorage() from exc
+        raise
     except BaseException:
         events.transaction_failed(mark)
         raise
@@ -54,6 +66,17 @@ def write_tx():
             bump_generation()
     finally:
         events.transaction_committed()
+
+
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
+
+
+def _sqlite_code(exc):
+    """The primary SQLite result code behind a peewee error (peewee wraps sqlite3's error as its
+    first argument), or None."""
+    original = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc.__context__
+    code = getattr(original, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
 
 
 def generation():

@@ -11,6 +11,8 @@ class HexvaultError(Exception):
 
     status = 400
     message = "Bad request"
+    # Seconds for a Retry-After header: set on failures that pass by themselves.
+    retry_after = None
 
     def __init__(self, message=None, errors=None):
         self.message = message or self.message
@@ -89,6 +91,23 @@ class ReleaseExists(Invalid):
         super().__init__("Validation error(s)",
                          {"inserted_at": "must include the --replace flag to update an existing release"})
         self.name, self.version = name, version
+
+
+class Busy(HexvaultError):
+    """Another writer held the database for longer than the busy_timeout setting; nothing was
+    changed, and the same request a few seconds later normally succeeds."""
+
+    status = 503
+    message = "the server is busy finishing another change; nothing was changed, try again in a few seconds"
+    retry_after = 5
+
+
+class InsufficientStorage(HexvaultError):
+    """The disk holding the data directory is below its reserve (setting min_free_bytes), or ran
+    out during a write; nothing was stored, and reads go on."""
+
+    status = 507
+    message = "the server's disk is full; nothing was stored, ask its administrator to free space"
 
 
 class NotInitialized(HexvaultError):

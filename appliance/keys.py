@@ -11,10 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 import time
-
-import peewee
 
 from appliance import audit
 from appliance.db import write_tx
@@ -24,8 +21,6 @@ from appliance.models import Key, Organization, utcnow
 KEY_NAME_RE = re.compile(r"[A-Za-z0-9_\-.@:]{1,80}")  # fullmatch
 DOMAINS = ("api", "repository", "repositories", "docs")
 API_RESOURCES = (None, "read", "write")
-# Recording last use on every request would make each GET a database write.
-LAST_USE_INTERVAL = 60.0
 
 
 def generate_secret():
@@ -201,25 +196,6 @@ def authenticate_token(app_secret, token, finder=None, now=None):
 def find_by_id(key_id):
     """The key row with that id, revoked or not, else None."""
     return Key.get_or_none(Key.id == key_id)
-
-
-_last_touch = {}
-_touch_lock = threading.Lock()
-
-
-def touch(key, ip, user_agent):
-    """Record last use, at most once a minute per key per process."""
-    now = time.monotonic()
-    with _touch_lock:
-        if now - _last_touch.get(key.id, -LAST_USE_INTERVAL) < LAST_USE_INTERVAL:
-            return
-        _last_touch[key.id] = now
-    try:
-        with write_tx():
-            Key.update(last_used_at=utcnow(), last_used_ip=ip, last_used_user_agent=(user_agent or "")[:300])\
-                .where(Key.id == key.id).execute()
-    except peewee.OperationalError:
-        pass  # a busy database must not fail a read; the next use records it
 
 
 def list_for(*, user=None, organization=None, include_revoked=True):

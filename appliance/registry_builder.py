@@ -22,6 +22,7 @@ import time
 
 from appliance import events
 from appliance.db import write_tx
+from appliance.errors import Busy
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement
 from appliance.protocol import registry, versions
 from appliance.protocol.names import is_package_name, shown
@@ -194,8 +195,14 @@ def update(rt, org):
         _write_index(rt, org, private_key)
         done = [p.id for p in pending if p.package_name not in failed]
         if done:
-            with write_tx():
-                PendingBuild.delete().where(PendingBuild.id.in_(done)).execute()
+            try:
+                with write_tx():
+                    PendingBuild.delete().where(PendingBuild.id.in_(done)).execute()
+            except Busy:
+                # The files are written; the change that queued them has committed and must not be
+                # reported as failed. Rows left behind only make the next build (or start-up) redo this.
+                log.warning("registry of %s rebuilt, but its pending rows stay until the next build: "
+                            "database busy", org.name)
         return failed
 
 

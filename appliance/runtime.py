@@ -15,6 +15,7 @@ import secrets
 import threading
 
 from appliance import audit, migrations
+from appliance.keyuse import KeyUses
 from appliance.loginlimit import FailedLogins
 from appliance.lookupcache import LookupCache
 from appliance.db import database, init_database, write_tx
@@ -40,6 +41,7 @@ class Runtime:
         self.index_cache = {}
         self.lookups = LookupCache()
         self.failed_logins = FailedLogins()
+        self.key_uses = KeyUses()
         self._locks_guard = threading.Lock()
 
     def signing_key(self):
@@ -111,7 +113,7 @@ def initialize(config):
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
     os.chmod(data, 0o750)  # it may exist already, made with the umask's 0755
     os.chmod(config.keys_path, 0o700)
-    init_database(config.database_path)
+    init_database(config.database_path, config.busy_timeout)
     with database.connection_context():
         migrations.upgrade(config)  # from version 0: the same schema an upgraded database has
         create_signing_key(config)
@@ -123,7 +125,7 @@ def open_database(config):
     """Bind the database of an initialized data directory (no migration: see open_runtime)."""
     if not is_initialized(config):
         raise NotInitialized(f"{config.data_dir} is not initialized; run `hexvault init` first")
-    init_database(config.database_path)
+    init_database(config.database_path, config.busy_timeout)
 
 
 def open_runtime(config):

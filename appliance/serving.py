@@ -6,13 +6,16 @@ apps freely.
 
 import logging
 import os
+import signal
+import sys
+import threading
 
 import waitress
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
-from appliance import importer, registry_builder
+from appliance import importer, keyuse, registry_builder
 from appliance.db import database
 from appliance.models import Organization
 from appliance.ops import delivery
@@ -72,12 +75,22 @@ def warm(rt):
                 log.error("registry %s: cannot warm the index cache: %s", org.name, exc)
 
 
+def stop_on_sigterm():
+    """systemd stops the service with SIGTERM, which by default ends Python without running any
+    ``finally``; as SystemExit it ends waitress's loop, and `serve` then stops the background work
+    (flushing key uses). Only the main thread may set a handler."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+
+
 def start(rt):
+    stop_on_sigterm()
     recover(rt)
     warm(rt)
     watcher = importer.DropFolderWatcher(rt).start()
     webhooks = delivery.DeliveryWorker(rt).start()
-    return Background([watcher.stop, webhooks.stop])
+    flusher = keyuse.Flusher(rt.key_uses).start()
+    return Background([watcher.stop, webhooks.stop, flusher.stop])
 
 
 class _KeepAliveTask(WSGITask):

@@ -33,7 +33,9 @@ def _csrf():
 
 @bp.errorhandler(HexvaultError)
 def _domain_error(exc):
-    return render_template("webui/error.html", status=exc.status, message=exc.message, errors=exc.errors), exc.status
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    return (render_template("webui/error.html", status=exc.status, message=exc.message, errors=exc.errors),
+            exc.status, headers)
 
 
 @bp.errorhandler(400)

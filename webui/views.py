@@ -77,7 +77,7 @@ def org_show(org_name):
     org = visible_org(org_name)
     is_admin = permissions.can(principal(), permissions.ADMIN, org, orgs.role_of)
     return render_template("webui/org.html", org=org, members=orgs.members(org), is_admin=is_admin,
-                           org_keys=keys.list_for(organization=org) if is_admin else [],
+                           org_keys=runtime().key_uses.overlay(keys.list_for(organization=org)) if is_admin else [],
                            setup=client_setup(org), signing=SigningKey.current(),
                            packages=packages.search([org], None, per_page=10), roles=("read", "write", "admin"),
                            grace_choices=GRACE_CHOICES,
@@ -134,7 +134,8 @@ def org_key_create(org_name):
 @login_required
 def user_keys():
     memberships = orgs.memberships_of(me())
-    return render_template("webui/keys.html", keys=keys.list_for(user=me()), memberships=memberships,
+    return render_template("webui/keys.html", keys=runtime().key_uses.overlay(keys.list_for(user=me())),
+                           memberships=memberships,
                            grace_choices=GRACE_CHOICES)
 
 

@@ -59,6 +59,8 @@ class RepositoryFastPath:
             headers = [("Content-Type", "text/plain; charset=utf-8")]
             if exc.status == 401:
                 headers.append(("WWW-Authenticate", 'Basic realm="hex"'))
+            if exc.retry_after:
+                headers.append(("Retry-After", str(exc.retry_after)))
             body = (exc.message + "\n").encode()
             headers.append(("Content-Length", str(len(body))))
             start_response(f"{exc.status} {_REASONS.get(exc.status, 'Error')}", headers)
@@ -98,4 +100,4 @@ class RepositoryFastPath:
 
 
 _REASONS = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 422: "Unprocessable Entity",
-            429: "Too Many Requests"}
+            429: "Too Many Requests", 503: "Service Unavailable", 507: "Insufficient Storage"}

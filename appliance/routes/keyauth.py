@@ -31,7 +31,7 @@ def _from_key(rt, secret, ip, user_agent):
         key, scope = rt.lookups.token_key(rt.app_secret, secret)
     else:
         key = rt.lookups.key(rt.app_secret, secret)
-    keys.touch(key, ip, user_agent)
+    rt.key_uses.note(key, ip, user_agent)  # written later, off the request path (keyuse.py)
     if key.user_id is not None and key.user.disabled_at is not None:
         raise Unauthenticated("invalid API key")
     events.emit("key.used", owner="user" if key.user_id is not None else "organization",

@@ -77,8 +77,10 @@ def _is_repository_path():
     return request.path.startswith(("/repos/", "/mirror/", "/docs/"))
 
 
-def _respond(status, message, errors=None):
+def _respond(status, message, errors=None, retry_after=None):
     headers = {}
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
     if status == 401:
         # Harmless for clients (hexpm sends it too). Never send a Bearer www-authenticate with an
         # error= value: hex_core would start a 2FA or token-refresh flow (hex-protocol.md §5.3).
@@ -92,7 +94,7 @@ def register_error_handlers(app):
     @app.errorhandler(HexvaultError)
     def handle_hexvault_error(exc):
         request.environ[ERROR_KEY] = exc  # for the request observer's failure counts
-        return _respond(exc.status, exc.message, exc.errors)
+        return _respond(exc.status, exc.message, exc.errors, exc.retry_after)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc):
