@@ -6,6 +6,7 @@ apps freely.
 
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -85,6 +86,7 @@ def stop_on_sigterm():
 
 def start(rt):
     stop_on_sigterm()
+    raise_open_file_limit(rt.config)
     recover(rt)
     warm(rt)
     watcher = importer.DropFolderWatcher(rt).start()
@@ -116,13 +118,51 @@ class _KeepAliveTask(WSGITask):
 class _KeepAliveChannel(HTTPChannel):
     task_class = _KeepAliveTask
 
+    def add_channel(self, map=None):
+        super().add_channel(map)
+        _make_room(self)
+
+
+# waitress stops accepting (new clients wait in the kernel's backlog) when its own limit is hit;
+# it sits this far above connection_limit, for the listeners and the trigger in its map and the
+# connections marked to close that its loop has not reached yet, so it only bites when every
+# connection is busy with a request.
+_WAITRESS_HEADROOM = 16
+
+
+def _make_room(new):
+    """At the connection limit, close the connection idle the longest so the new one is served.
+
+    waitress's own answer to a full house is to stop accepting until channel_timeout passes, so
+    ~100 clients that connect and say nothing locked everyone out (issue 14.3). A connection with
+    no request in flight and nothing left to send loses nothing but its keep-alive; one that sends
+    a request at once, as every real client does, is the most recently active and is not chosen.
+    """
+    limit = getattr(new.server, "hexvault_connection_limit", None)
+    if limit is None or len(new._map) <= limit:
+        return
+    open_channels = [c for c in new._map.values() if isinstance(c, HTTPChannel) and not c.will_close]
+    excess = len(open_channels) - limit
+    if excess <= 0:
+        return
+    idle = sorted((c for c in open_channels if c is not new and not c.requests and not c.total_outbufs_len),
+                  key=lambda c: c.last_activity)
+    for channel in idle[:excess]:
+        channel.will_close = True
+
 
 def waitress_options(config):
     """The waitress settings a config implies. Behind a trusted proxy, waitress itself replaces
     REMOTE_ADDR with the address the proxy reports (the last X-Forwarded-For hop, which the client
     cannot forge); otherwise it strips forwarding headers, and REMOTE_ADDR is the peer."""
     options = dict(threads=config.threads, max_request_body_size=config.max_tarball_size + 1024 * 1024,
-                   ident="hexvault", clear_untrusted_proxy_headers=True)
+                   ident="hexvault", clear_untrusted_proxy_headers=True,
+                   connection_limit=config.connection_limit + _WAITRESS_HEADROOM,
+                   channel_timeout=config.channel_timeout,
+                   # idle connections are looked for this often; waitress's 30 s would double the timeout
+                   cleanup_interval=max(1, config.channel_timeout // 3),
+                   # select() cannot watch file descriptors above 1023
+                   asyncore_use_poll=True)
     if config.trusted_proxy:
         options.update(trusted_proxy="*", trusted_proxy_headers={"x-forwarded-for"}, trusted_proxy_count=1)
     return options
@@ -135,4 +175,19 @@ def create_server(app, config=None, **options):
     for listener in [server, *getattr(server, "map", {}).values()]:
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = _KeepAliveChannel
+            if config is not None:
+                listener.hexvault_connection_limit = config.connection_limit
     return server
+
+
+def raise_open_file_limit(config):
+    """Every connection is a file descriptor: lift the soft limit (often 1024) towards the hard one
+    so connection_limit, the database and blob reads all fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = config.connection_limit + _WAITRESS_HEADROOM + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("open file limit %d is below what connection_limit %d needs (%d); raise LimitNOFILE",
+                        target, config.connection_limit, wanted)
