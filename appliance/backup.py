@@ -13,9 +13,19 @@ hex.pm's signatures and cannot be rebuilt. Organization registry files are not c
 ``restore`` rebuilds them from the restored database with the restored signing key. Signing
 (PKCS#1 v1.5) and gzip (mtime 0) are deterministic, so the rebuilt files are byte-for-byte what
 the server served for that database state.
+
+What the manifest proves: unsigned, that no file was damaged or lost since the backup was made
+(bit rot, a truncated copy), and that no file was added. It does not prove who made it: whoever
+can write the backup can change a file and recompute its sum. ``backup --sign KEYFILE`` adds
+``manifest.hmac``, an HMAC-SHA256 of the manifest under a key kept outside the data directory and
+the backup; ``restore --verify KEYFILE`` then refuses any backup not written by a holder of that
+key. Neither proves the backup is the newest one (an older signed backup still verifies; its
+``created`` time is printed), nor keeps it secret: backups are not encrypted.
 """
 
+import datetime
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -23,10 +33,14 @@ import sqlite3
 from pathlib import Path
 
 from appliance import __version__
-from appliance.errors import HexvaultError
+from appliance.db import SQLITE_FULL
+from appliance.errors import HexvaultError, InsufficientStorage
+from appliance.ops import disk
 from appliance.packages import docs_key, tarball_key
 
 MANIFEST = "manifest.json"
+MANIFEST_MAC = "manifest.hmac"
+MIN_SIGN_KEY = 32  # bytes of key file; `openssl rand -hex 32` gives 64
 MIRROR_PREFIX = "mirror"
 
 
@@ -93,17 +107,62 @@ def _copy_blob(store, key, root):
             shutil.copyfileobj(src, dst)
 
 
-def backup(rt, dest):
-    """Write a consistent backup of rt's data directory to ``dest``; returns the manifest."""
+def read_sign_key(path, config, dest=None):
+    """The HMAC key in the file at ``path``. It must live outside the data directory (a backup
+    copies that) and outside the backup, or it proves nothing."""
+    where = Path(path).resolve()
+    for inside in [config.data_path] + ([Path(dest)] if dest else []):
+        if where.is_relative_to(Path(inside).resolve()):
+            raise BackupError(f"the signing key {path} is inside {inside}; keep it outside the data directory "
+                              "and the backups, or anyone who can change a backup can re-sign it")
+    try:
+        key = where.read_bytes().strip()
+    except OSError as exc:
+        raise BackupError(f"cannot read the signing key {path} ({exc.strerror})") from None
+    if len(key) < MIN_SIGN_KEY:
+        raise BackupError(f"the signing key {path} is shorter than {MIN_SIGN_KEY} bytes; make one with "
+                          "`openssl rand -hex 32 > FILE`")
+    return key
+
+
+def _mac(key, manifest_bytes):
+    return hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest()
+
+
+def _tree_size(root):
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _dirs, names in os.walk(root) for n in names)
+
+
+def backup(rt, dest, sign_key=None):
+    """Write a consistent backup of rt's data directory to ``dest``; returns the manifest.
+    ``sign_key`` (bytes, see read_sign_key) adds an HMAC of the manifest."""
     dest = Path(dest)
     if dest.exists():
         raise BackupError(f"{dest} already exists; choose a new directory for each backup")
+    config = rt.config
+    # Refused before anything is written; the estimate (the whole database and blob store) is
+    # an upper bound. The target's own disk keeps the same reserve as the data directory's.
+    existing = next(p for p in [dest.parent.resolve(), *dest.parent.resolve().parents] if p.exists())
+    needed = _tree_size(config.blob_path) + sum(
+        os.path.getsize(p) for p in (config.database_path, Path(f"{config.database_path}-wal")) if p.exists())
+    disk.require_space(config, needed, "the backup", path=existing)
     work = dest.with_name(dest.name + ".partial")
+    try:
+        return _write_backup(rt, dest, work, sign_key)
+    except BaseException as exc:
+        shutil.rmtree(work, ignore_errors=True)  # never leave half a backup filling the disk
+        if disk.is_full_disk(exc) or (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF == SQLITE_FULL:
+            raise InsufficientStorage(f"the disk holding {dest.parent} filled up during the backup; nothing was "
+                                      "kept. Free space there, then run the backup again.") from exc
+        raise
+
+
+def _write_backup(rt, dest, work, sign_key):
+    config = rt.config
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(mode=0o700, parents=True)
     os.chmod(work, 0o700)  # mkdir's mode is masked by the umask; this one must hold exactly
     (work / "blobs").mkdir()
-    config = rt.config
 
     source = sqlite3.connect(config.database_path)
     target = sqlite3.connect(work / "hexvault.db")
@@ -136,36 +195,56 @@ def backup(rt, dest):
         for name in names:
             path = Path(dirpath) / name
             files[path.relative_to(work).as_posix()] = _sha256(path)
-    manifest = {"hexvault": __version__, "files": files}
-    (work / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    manifest = {"hexvault": __version__, "created": created, "files": files}
+    manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    (work / MANIFEST).write_bytes(manifest_bytes)
+    if sign_key is not None:
+        (work / MANIFEST_MAC).write_text(_mac(sign_key, manifest_bytes) + "\n")
     _make_private(work)
     _fsync_tree(work)
     os.replace(work, dest)
     return manifest
 
 
-def verify(src):
-    """The manifest of a backup directory whose every file matches its recorded SHA-256."""
+def verify(src, sign_key=None):
+    """The manifest of a backup directory that holds exactly the files it lists, each matching
+    its SHA-256; with ``sign_key``, only if the manifest carries that key's HMAC."""
     src = Path(src)
     try:
-        manifest = json.loads((src / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
+        manifest_bytes = (src / MANIFEST).read_bytes()
+        manifest = json.loads(manifest_bytes)
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise ValueError("no file list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BackupError(f"{src} is not a Hexvault backup ({exc})") from None
-    for name, digest in manifest["files"].items():
+    if sign_key is not None:
+        try:
+            recorded = (src / MANIFEST_MAC).read_text().strip()
+        except OSError:
+            raise BackupError(f"{src} is not signed ({MANIFEST_MAC} is missing); it cannot be verified") from None
+        if not hmac.compare_digest(recorded, _mac(sign_key, manifest_bytes)):
+            raise BackupError(f"the manifest of {src} is not signed with this key: the backup was altered, or "
+                              "signed with another key")
+    present = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()} - {MANIFEST, MANIFEST_MAC}
+    for name in sorted(present - set(files)):
+        raise BackupError(f"backup file {name} is not in the manifest; the backup was altered")
+    for name, digest in files.items():
         path = src / name
-        if not path.is_file() or _sha256(path) != digest:
+        if ".." in Path(name).parts or not path.is_file() or _sha256(path) != digest:
             raise BackupError(f"backup file {name} is missing or altered")
     return manifest
 
 
-def restore(src, config):
-    """Restore a verified backup into config's (uninitialized) data directory."""
+def restore(src, config, sign_key=None):
+    """Restore a verified backup into config's (uninitialized) data directory; returns its manifest."""
     from appliance.runtime import is_initialized
 
     src = Path(src)
     if is_initialized(config) or (config.data_path.exists() and any(config.data_path.iterdir())):
         raise BackupError(f"{config.data_dir} is not empty; restore only into a new data directory")
-    verify(src)
+    manifest = verify(src, sign_key)
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True, mode=0o750)
     os.chmod(data, 0o750)  # an existing directory keeps its mode otherwise, 0755 under umask 022
@@ -178,3 +257,4 @@ def restore(src, config):
     # The secret goes last: its presence marks the data directory as initialized.
     shutil.copy2(src / "secret_key", data / "secret_key")
     os.chmod(data / "secret_key", 0o600)
+    return manifest

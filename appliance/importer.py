@@ -21,13 +21,14 @@ from watchdog.observers import Observer
 
 from appliance import audit, mirror, orgs, packages
 from appliance.db import database
-from appliance.errors import Conflict, HexvaultError, ReleaseExists
+from appliance.errors import Busy, Conflict, HexvaultError, InsufficientStorage, ReleaseExists
 
 log = logging.getLogger("hexvault.import")
 IGNORED_SUFFIXES = (".part", ".tmp", ".reason")
 RESERVED_DIRS = ("done", "failed")
 # hexpm/ is the air-gapped mirror's folder (appliance.mirror), not an organization.
 MIRROR_DIR = "hexpm"
+WAITING = "waiting"
 
 
 def _candidate(path):
@@ -65,10 +66,16 @@ def publish_path(rt, org_name, path, actor):
 
 
 def _finish(path, what, work):
-    """Run ``work``; move the file to done/ or failed/ (with the reason); ("done"|"failed", message)."""
+    """Run ``work``; move the file to done/ or failed/ (with the reason); ("done"|"failed", message).
+    A full disk or a busy database is no fault of the file: it stays where it is ("waiting") and
+    is taken again by a later scan."""
     database.connect(reuse_if_open=True)  # the watcher thread keeps its own connection
     try:
         message = work()
+    except (InsufficientStorage, Busy) as exc:
+        message = describe_error(exc)
+        log.warning("import of %s waits: %s", what, message)
+        return WAITING, message
     except HexvaultError as exc:
         message = describe_error(exc)
         _move(path, "failed", message)
@@ -82,7 +89,7 @@ def _finish(path, what, work):
 
 
 def import_file(rt, org_name, path):
-    """Publish one dropped file; returns ("done" | "failed", message)."""
+    """Publish one dropped file; returns ("done" | "failed" | "waiting", message)."""
     path = Path(path)
     actor = audit.AuditContext(via="import", key_name=f"drop folder {org_name}/{path.name}")
     return _finish(path, f"{org_name}/{path.name}", lambda: publish_path(rt, org_name, path, actor))
@@ -132,6 +139,10 @@ def scan(rt, settle_seconds=1.0):
     return results
 
 
+def _progressed(results):
+    return any(outcome != WAITING for _name, outcome, _message in results)
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, wake):
         self.wake = wake
@@ -172,8 +183,8 @@ class DropFolderWatcher:
             if self._stop.is_set():
                 break
             try:
-                while scan(self.rt, self.settle_seconds) and not self._stop.is_set():
-                    pass  # keep going while files keep landing
+                while _progressed(scan(self.rt, self.settle_seconds)) and not self._stop.is_set():
+                    pass  # keep going while files keep landing; waiting ones are retried at the next poll
             except Exception:  # the watcher must outlive any one bad file
                 log.exception("drop folder scan failed")
 

@@ -20,12 +20,14 @@ brought. Tarballs are immutable once stored.
 
 import hashlib
 import json
+import os
 import re
 import tarfile
 
 from appliance import audit
 from appliance.db import write_tx
 from appliance.errors import ConfigError, Invalid, NotFound
+from appliance.ops import disk
 from appliance.packages import Blob
 from appliance.protocol import hexpm, registry, signing
 from storage import BlobNotFound, InvalidKey
@@ -182,9 +184,16 @@ def _covers(new, old):
                for p in old["packages"])
 
 
+@disk.full_disk_refused()
 def import_bundle(rt, path, *, actor=audit.SYSTEM):
     """Verify the bundle tar at ``path`` and store what it adds; returns a one-line summary.
-    Raises BundleError, with nothing stored, if any check fails."""
+    Raises BundleError, with nothing stored, if any check fails, and InsufficientStorage when the
+    bundle would take the disk below its reserve."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise BundleError(f"not a bundle tar ({exc})") from None
+    disk.require_space(rt.config, size, "importing the hex.pm mirror bundle")
     try:
         tar = tarfile.open(path, mode="r:")
     except (tarfile.TarError, OSError) as exc:

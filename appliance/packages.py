@@ -19,8 +19,9 @@ import storage
 
 from appliance import audit, registry_builder
 from appliance.db import database, write_tx
-from appliance.errors import Invalid, InvalidTarball, NotFound, ReleaseExists
+from appliance.errors import InsufficientStorage, Invalid, InvalidTarball, NotFound, ReleaseExists
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement, User, utcnow
+from appliance.ops import disk
 from appliance.protocol import tarball, versions
 from appliance.protocol.names import MAX_NAME_LENGTH, MAX_VERSION_LENGTH, MIN_NAME_LENGTH, is_package_name, shown
 
@@ -168,7 +169,9 @@ def publish(rt, org, data, *, replace=False, expected_name=None, actor=audit.CLI
     if expected_name is not None and expected_name != name:
         raise _invalid("name", f"metadata does not match package name (URL says {expected_name}, tarball says {name})")
     outer_hex = pkg.outer_checksum.hex()
-    rt.store.put(tarball_key(outer_hex), data)
+    disk.require_space(rt.config, len(data), "publishing")
+    with disk.full_disk_refused():
+        rt.store.put(tarball_key(outer_hex), data)
     now = utcnow()
     stale_blob = None
     with write_tx():
@@ -196,7 +199,13 @@ def publish(rt, org, data, *, replace=False, expected_name=None, actor=audit.CLI
         _mark_dirty(org, name)
         audit.record(actor, "release.publish" if created else "release.replace", organization=org,
                      target=f"{name} {version}", checksum=outer_hex)
-    registry_builder.update(rt, org)
+    try:
+        registry_builder.update(rt, org)
+    except InsufficientStorage as exc:
+        # Committed, so not "nothing was stored": its pending build is redone by the next change in
+        # the organization, `hexvault check --repair` or a restart, once there is space.
+        raise InsufficientStorage(f"{name} {version} was stored, but the disk filled up before the registry "
+                                  "could list it; it is listed once the administrator frees space") from exc
     if stale_blob:
         _delete_unreferenced(rt, tarball_key(stale_blob), Release.outer_checksum, stale_blob)
     return release, created
@@ -280,7 +289,9 @@ def upload_docs(rt, org, name, version, data, *, actor=audit.CLI):
     tarball.read_docs(data, max_size=rt.config.max_tarball_size,
                       max_uncompressed_size=rt.config.max_uncompressed_size)
     checksum = hashlib.sha256(data).hexdigest()
-    rt.store.put(docs_key(checksum), data)
+    disk.require_space(rt.config, len(data), "uploading docs")
+    with disk.full_disk_refused():
+        rt.store.put(docs_key(checksum), data)
     old = release.docs_checksum
     with write_tx():
         _restore_if_collected(rt, docs_key(checksum), data)

@@ -22,8 +22,9 @@ import time
 
 from appliance import events
 from appliance.db import write_tx
-from appliance.errors import Busy
+from appliance.errors import Busy, InsufficientStorage
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement
+from appliance.ops import disk
 from appliance.protocol import registry, versions
 from appliance.protocol.names import is_package_name, shown
 
@@ -137,6 +138,7 @@ def build_index(org, private_key, cache=None):
     return registry.sign_and_gzip(names, private_key), registry.sign_and_gzip(index, private_key)
 
 
+@disk.full_disk_refused()
 def _write_package(rt, org, name, private_key):
     if not is_package_name(name):
         if Package.select().where((Package.organization == org.id) & (Package.name == name)).exists():
@@ -155,12 +157,15 @@ def _write_packages(rt, org, names, private_key):
     for name in names:
         try:
             _write_package(rt, org, name, private_key)
+        except InsufficientStorage:
+            raise  # the disk, not this package: every other file would fail the same way
         except Exception as exc:  # the bulkhead: log it, keep building the others
             failed[name] = str(exc) or type(exc).__name__
             log.error("registry %s: cannot build packages/%s: %s", org.name, shown(name), failed[name])
     return failed
 
 
+@disk.full_disk_refused()
 def _write_index(rt, org, private_key):
     names, index = build_index(org, private_key, rt.index_cache.setdefault(org.id, {}))
     rt.store.put(names_key(org.name), names)

@@ -107,3 +107,76 @@ def test_backup_is_owner_only_under_a_permissive_umask(hv, tmp_path):
         os.umask(old)
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE((tmp_path / "restored").stat().st_mode) == 0o750
+
+
+def _cli(data_dir, *args):
+    return CliRunner().invoke(main, list(args), env={"HEXVAULT_DATA_DIR": str(data_dir), "HEXVAULT_CONFIG": "",
+                                                     "HEXVAULT_BACKUP_KEY": ""})
+
+
+def _tamper(backup_dir):
+    """What an attacker with write access to the backups does: add an admin of their own to the
+    database and recompute its sum in the manifest."""
+    import hashlib
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(backup_dir / "hexvault.db")
+    conn.execute('INSERT INTO "user" ("username", "password_hash", "is_admin", "created_at", "updated_at") '
+                 "VALUES ('mallory', 'x', 1, '2026-01-01', '2026-01-01')")
+    conn.commit()
+    conn.close()
+    manifest = json.loads((backup_dir / "manifest.json").read_text())
+    manifest["files"]["hexvault.db"] = hashlib.sha256((backup_dir / "hexvault.db").read_bytes()).hexdigest()
+    (backup_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def test_a_signed_backup_restores_only_untampered_with_the_key(hv, tmp_path):
+    import secrets
+
+    data_dir = hv.runtime.config.data_dir
+    key = tmp_path / "backup.key"
+    key.write_text(secrets.token_hex(32) + "\n")
+    signed = _cli(data_dir, "backup", "--sign", str(key), str(tmp_path / "signed"))
+    assert signed.exit_code == 0 and "signed" in signed.output, signed.output
+    unsigned = _cli(data_dir, "backup", str(tmp_path / "unsigned"))
+    assert unsigned.exit_code == 0, unsigned.output
+    database.close()
+
+    import shutil
+    shutil.copytree(tmp_path / "signed", tmp_path / "tampered")
+    _tamper(tmp_path / "tampered")
+    refused = _cli(tmp_path / "r1", "restore", "--verify", str(key), str(tmp_path / "tampered"))
+    assert refused.exit_code == 1 and "not signed with this key" in refused.output, refused.output
+    assert not (tmp_path / "r1" / "secret_key").exists()
+    # What an unsigned manifest cannot catch: the recomputed sum matches, so this restores.
+    silent = _cli(tmp_path / "r2", "restore", str(tmp_path / "tampered"))
+    assert silent.exit_code == 0 and "signature not checked" in silent.output, silent.output
+
+    not_signed = _cli(tmp_path / "r3", "restore", "--verify", str(key), str(tmp_path / "unsigned"))
+    assert not_signed.exit_code == 1 and "is not signed" in not_signed.output
+    other_key = tmp_path / "other.key"
+    other_key.write_text(secrets.token_hex(32))
+    wrong = _cli(tmp_path / "r4", "restore", "--verify", str(other_key), str(tmp_path / "signed"))
+    assert wrong.exit_code == 1 and "not signed with this key" in wrong.output
+
+    (tmp_path / "signed-extra").mkdir()
+    shutil.copytree(tmp_path / "signed", tmp_path / "signed-extra", dirs_exist_ok=True)
+    (tmp_path / "signed-extra" / "blobs" / "planted.tar").write_bytes(b"not listed")
+    planted = _cli(tmp_path / "r5", "restore", "--verify", str(key), str(tmp_path / "signed-extra"))
+    assert planted.exit_code == 1 and "planted.tar is not in the manifest" in planted.output
+
+    good = _cli(tmp_path / "r6", "restore", "--verify", str(key), str(tmp_path / "signed"))
+    assert good.exit_code == 0 and "signature verified" in good.output, good.output
+
+
+def test_the_backup_key_must_live_outside_the_data_dir_and_be_long_enough(hv, tmp_path):
+    inside = hv.runtime.config.data_path / "backup.key"
+    inside.write_text("k" * 64)
+    refused = _cli(hv.runtime.config.data_dir, "backup", "--sign", str(inside), str(tmp_path / "b"))
+    assert refused.exit_code == 1 and "outside the data directory" in refused.output
+    short = tmp_path / "short.key"
+    short.write_text("tooshort")
+    refused = _cli(hv.runtime.config.data_dir, "backup", "--sign", str(short), str(tmp_path / "b"))
+    assert refused.exit_code == 1 and "shorter than 32 bytes" in refused.output
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()

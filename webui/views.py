@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 from appliance import accounts, audit, clientsetup, keys, orgs, packages, permissions, registry_builder
 from appliance.errors import Forbidden, Invalid, NotFound
 from appliance.models import SigningKey
+from appliance.ops import disk
 from appliance.permissions import Principal
 from appliance.routes.keyauth import runtime
 from appliance.runtime import create_signing_key
@@ -58,7 +59,8 @@ def index():
         rows = [(o, orgs.role_of(me(), o) or "appliance admin") for o in orgs.list_all()]
     else:
         rows = [(m.organization, m.role) for m in orgs.memberships_of(me())]
-    return render_template("webui/index.html", rows=rows)
+    disk_usage = disk.usage(runtime().config) if me().is_admin else None
+    return render_template("webui/index.html", rows=rows, disk=disk_usage, human=disk.human)
 
 
 @bp.post("/orgs")
