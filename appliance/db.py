@@ -27,6 +27,9 @@ PRAGMAS = {
 
 _generation = None  # the _Generation beside the bound database file
 
+# Primary result codes (sqlite.org/rescode.html) that are no bug: another writer, a full disk.
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
+
 
 def init_database(path, busy_timeout_ms=PRAGMAS["busy_timeout"]):
     global _generation
@@ -44,7 +47,7 @@ def write_tx():
     A deferred transaction that reads first and writes later can fail with "database is locked"
     when another writer got in between; IMMEDIATE waits (busy_timeout) instead. A lock held past
     busy_timeout raises errors.Busy (503 with Retry-After) and a full disk errors.InsufficientStorage
-    (507); either way SQLite rolled the transaction back.
+    (507); either way the transaction is rolled back.
     """
     mark = events.transaction_started()
     try:
@@ -66,9 +69,6 @@ def write_tx():
             bump_generation()
     finally:
         events.transaction_committed()
-
-
-SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
 
 
 def _sqlite_code(exc):

@@ -115,7 +115,9 @@ class _KeepAliveTask(WSGITask):
             super().set_close_on_finish()
 
 
-class _KeepAliveChannel(HTTPChannel):
+class _Channel(HTTPChannel):
+    """waitress's channel with the keep-alive fix above, making room at the connection limit."""
+
     task_class = _KeepAliveTask
 
     def add_channel(self, map=None):
@@ -174,7 +176,7 @@ def create_server(app, config=None, **options):
     server = waitress.create_server(app, **dict(waitress_options(config) if config else {}, **options))
     for listener in [server, *getattr(server, "map", {}).values()]:
         if isinstance(listener, BaseWSGIServer):
-            listener.channel_class = _KeepAliveChannel
+            listener.channel_class = _Channel
             if config is not None:
                 listener.hexvault_connection_limit = config.connection_limit
     return server
