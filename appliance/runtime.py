@@ -21,6 +21,7 @@ from appliance.lookupcache import LookupCache
 from appliance.db import database, init_database, write_tx
 from appliance.errors import NotInitialized
 from appliance.models import SigningKey, utcnow
+from appliance.ops import disk
 from appliance.protocol import signing
 from storage import open_store
 
@@ -87,6 +88,7 @@ def write_private(path, data):
     os.replace(tmp, path)
 
 
+@disk.full_disk_refused()
 def create_signing_key(config, *, actor=audit.CLI, bits=2048):
     """Make a new registry signing key active and keep the old ones as history."""
     private = signing.generate_private_key(bits)

@@ -129,6 +129,8 @@ def test_a_full_disk_refuses_writes_with_507_keeps_reads_and_recovers(hv, small_
     full = hv.publish(erlang_package("overflow", "1.0.0"))
     assert full.status_code == 507 and "filled up during the write" in full.term["message"]
     assert not [p for p in hv.runtime.config.blob_path.rglob(".tmp-*")]  # no half-written blob
+    rotated = web.post("/admin/signing-key", {"confirm": "rotate"})  # writes a key file in its transaction
+    assert rotated.status_code == 507 and "filled up during the write" in rotated.text
     database.connect(reuse_if_open=True)
     assert not Release.select().join(Release.package.rel_model).where(
         Release.package.rel_model.name == "overflow").exists()
