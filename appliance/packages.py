@@ -175,7 +175,8 @@ def publish(rt, org, data, *, replace=False, expected_name=None, actor=audit.CLI
     now = utcnow()
     stale_blob = None
     with write_tx():
-        _restore_if_collected(rt, tarball_key(outer_hex), data)
+        with disk.full_disk_refused():
+            _restore_if_collected(rt, tarball_key(outer_hex), data)
         package, _ = Package.get_or_create(organization=org, name=name)
         release = Release.get_or_none((Release.package == package.id) & (Release.version == version))
         created = release is None
