@@ -13,9 +13,11 @@ import re
 import secrets
 import time
 
+import peewee
+
 from appliance import audit
 from appliance.db import write_tx
-from appliance.errors import Invalid, NotFound, Unauthenticated
+from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
 from appliance.models import Key, Organization, utcnow
 
 KEY_NAME_RE = re.compile(r"[A-Za-z0-9_\-.@:]{1,80}")  # fullmatch
@@ -223,34 +225,45 @@ def get_by_id(key_id):
 
 
 def revoke(key, *, actor=audit.CLI):
+    """Revoke a key; revoking one already revoked (twice at once, say) changes and audits nothing."""
     now = utcnow()
     with write_tx():
-        Key.update(revoked_at=now).where((Key.id == key.id) & Key.revoked_at.is_null()).execute()
-        audit.record(actor, "key.remove", organization=key.organization, target=key.name,
-                     owner=key.owner_name)
-    key.revoked_at = now
-    return key
+        if Key.update(revoked_at=now).where((Key.id == key.id) & Key.revoked_at.is_null()).execute():
+            audit.record(actor, "key.remove", organization=key.organization, target=key.name,
+                         owner=key.owner_name)
+    return find_by_id(key.id)
 
 
 def rotate(app_secret, key, *, grace_seconds=0, actor=audit.CLI):
     """Replace a key by a new one with the same name and permissions; returns (new_key, secret).
 
     The old key stops working at once, or after ``grace_seconds`` so deployed clients can be
-    switched over; either way it can never be used after that moment.
+    switched over; either way it can never be used after that moment. Of several rotations of
+    one key (or a rotation from a stale copy of it) exactly one wins: the old key is retired only
+    while it is still live and unrotated, in the same transaction, and the database holds one
+    live key per owner and name; every other rotation gets Conflict.
     """
+    already = Conflict(f"key {key.name} was already rotated or revoked; rotate its replacement instead")
     if not key.is_active():
-        raise Invalid("Validation error(s)", {"key": "a revoked key cannot be rotated"})
+        raise already
     secret = generate_secret()
     first, second = _digest(app_secret, secret)
     now = utcnow()
-    with write_tx():
-        if grace_seconds and grace_seconds > 0:
-            Key.update(expires_at=now + datetime.timedelta(seconds=grace_seconds), name=f"{key.name}-rotated-{key.id}")\
-                .where(Key.id == key.id).execute()
-        else:
-            Key.update(revoked_at=now, name=f"{key.name}-rotated-{key.id}").where(Key.id == key.id).execute()
-        new = Key.create(name=key.name, user=key.user_id, organization=key.organization_id,
-                         secret_first=first, secret_second=second, permissions=key.permissions)
-        audit.record(actor, "key.rotate", organization=key.organization, target=key.name,
-                     owner=key.owner_name, grace_seconds=grace_seconds or None)
+    retired = {"name": f"{key.name}-rotated-{key.id}"}
+    if grace_seconds and grace_seconds > 0:
+        retired["expires_at"] = now + datetime.timedelta(seconds=grace_seconds)
+    else:
+        retired["revoked_at"] = now
+    still_live = (Key.id == key.id) & (Key.name == key.name) & Key.revoked_at.is_null() & Key.expires_at.is_null()
+    try:
+        with write_tx():
+            if Key.update(**retired).where(still_live).execute() != 1:
+                raise already
+            new = Key.create(name=key.name, user=key.user_id, organization=key.organization_id,
+                             secret_first=first, secret_second=second, permissions=key.permissions)
+            audit.record(actor, "key.rotate", organization=key.organization, target=key.name,
+                         owner=key.owner_name, grace_seconds=grace_seconds or None)
+    except peewee.IntegrityError:  # the database's one-live-key-per-name rule
+        raise Conflict(f"another live key of {key.owner_name} is named {key.name} or "
+                       f"{retired['name']}; revoke or rename it first") from None
     return new, secret

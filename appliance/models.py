@@ -92,6 +92,15 @@ class Key(BaseModel):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
 
+# One live (unrevoked) key per owner and name: of several rotations of one key, one commits and
+# the others fail here (keys.rotate). A rotated key with a grace period is renamed, so it and its
+# replacement never clash. Partial indexes: peewee's Meta.indexes cannot say WHERE.
+Key.add_index(Key.index(Key.user, Key.name, unique=True, name="key_live_user_name",
+                        where=Key.revoked_at.is_null() & Key.user.is_null(False)))
+Key.add_index(Key.index(Key.organization, Key.name, unique=True, name="key_live_organization_name",
+                        where=Key.revoked_at.is_null() & Key.organization.is_null(False)))
+
+
 class Package(BaseModel):
     organization = peewee.ForeignKeyField(Organization, backref="packages", on_delete="CASCADE")
     name = peewee.CharField()

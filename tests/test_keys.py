@@ -1,12 +1,16 @@
 """Keys and permissions on a real SQLite database."""
 
+import concurrent.futures
 import hashlib
 import hmac
+import threading
 
+import peewee
 import pytest
 
-from appliance import accounts, keys, orgs, permissions
-from appliance.errors import Forbidden, Invalid, Unauthenticated
+from appliance import accounts, audit, keys, orgs, permissions
+from appliance.db import database
+from appliance.errors import Conflict, Forbidden, Invalid, Unauthenticated
 from appliance.models import Key
 from appliance.permissions import Principal
 
@@ -121,3 +125,63 @@ def test_a_key_cannot_grant_more_than_its_creator_holds(world):
     permissions.grantable(alice_session, [["repository", "acme"]], orgs.role_of, orgs.get)
     with pytest.raises(Forbidden):
         permissions.grantable(alice_session, [["repository", "beta"]], orgs.role_of, orgs.get)
+
+
+def _live_named(name, organization):
+    return [k for k in Key.active().where((Key.organization == organization.id) & (Key.name == name))]
+
+
+def test_concurrent_rotations_of_one_key_let_exactly_one_win(world):
+    rt = world["rt"]
+    key, _ = keys.create(rt.app_secret, "deploy", [["repository", "acme"]], organization=world["acme"])
+    start = threading.Barrier(4)
+
+    def rotate(_n):
+        database.connect(reuse_if_open=True)  # one SQLite connection per thread, as waitress has
+        try:
+            stale = Key.get_by_id(key.id)  # every thread saw the key live before any rotation committed
+            start.wait()
+            try:
+                return keys.rotate(rt.app_secret, stale)[0]
+            except Conflict as exc:
+                return exc
+        finally:
+            database.close()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(rotate, range(4)))
+    winners = [o for o in outcomes if isinstance(o, Key)]
+    assert len(winners) == 1 and [type(o) for o in outcomes].count(Conflict) == 3
+    assert [k.id for k in _live_named("deploy", world["acme"])] == [winners[0].id]
+
+
+def test_rotating_a_stale_copy_of_a_key_is_a_conflict(world):
+    rt = world["rt"]
+    key, _ = keys.create(rt.app_secret, "deploy", [["repository", "acme"]], organization=world["acme"])
+    keys.rotate(rt.app_secret, key, grace_seconds=3600)
+    with pytest.raises(Conflict, match="already rotated or revoked") as raised:
+        keys.rotate(rt.app_secret, key)  # this copy still says "active, named deploy"
+    assert raised.value.status == 409
+    assert len(_live_named("deploy", world["acme"])) == 1
+
+
+def test_the_database_refuses_two_live_keys_with_one_name(world):
+    rt = world["rt"]
+    key, _ = keys.create(rt.app_secret, "deploy", [["api", None]], user=world["alice"])
+    duplicate = dict(name="deploy", user=world["alice"], secret_first="f" * 32, secret_second="0" * 32)
+    with pytest.raises(peewee.IntegrityError):
+        Key.create(**duplicate)
+    keys.revoke(key)
+    assert Key.create(**duplicate).name == "deploy"  # a revoked key frees its name
+    org_key, _ = keys.create(rt.app_secret, "deploy", [["repository", "acme"]], organization=world["acme"])
+    assert org_key.name == "deploy"  # another owner's key may share it
+
+
+def test_revoking_twice_changes_and_audits_once(world):
+    rt = world["rt"]
+    key, _ = keys.create(rt.app_secret, "ci", [["api", None]], user=world["alice"])
+    stale = Key.get_by_id(key.id)
+    first = keys.revoke(key)
+    second = keys.revoke(stale)  # a second admin's page still showed it live
+    assert first.revoked_at is not None and second.revoked_at == first.revoked_at
+    assert [e.action for e in audit.entries(action="key.remove")] == ["key.remove"]

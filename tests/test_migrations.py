@@ -5,6 +5,7 @@ Tests that need migrations of their own write a small migration package into tmp
 it to the runner (its `package` parameter); the first module of each re-uses the real 0001.
 """
 
+import datetime
 import hashlib
 import json
 import os
@@ -21,9 +22,10 @@ from click.testing import CliRunner
 
 from appliance import migrations
 from appliance.cli import main
+from appliance.config import load_config
 from appliance.db import database, init_database
 from appliance.errors import MigrationFailed, SchemaTooNew
-from appliance.models import ALL_MODELS, Key, Membership, Release, User
+from appliance.models import ALL_MODELS, AuditLog, Key, Membership, Release, User
 from appliance.protocol import registry, signing
 from tests.conftest import make_world
 from tests.procserver import ServerProcess
@@ -379,3 +381,35 @@ def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path, via):
         assert log.count("applied schema migration m") == pending
     checked = run_cli(data, "check")
     assert checked.exit_code == 0 and checked.output.startswith("ok"), checked.output
+
+
+# -- the data each migration carries over ------------------------------------------------------
+
+@pytest.fixture
+def first_release(tmp_path):
+    """The config of a copy of tests/fixtures/v1 (schema version 1) with its database bound and
+    connected, for tests that put rows in an old database before migrating it."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE, data)
+    config = load_config(environ={}, data_dir=str(data), bcrypt_rounds=4, port=8000)
+    init_database(config.database_path)
+    database.connect(reuse_if_open=True)
+    yield config
+    if not database.is_closed():
+        database.close()
+
+
+def test_live_key_names_renames_the_duplicates_racing_rotations_left(first_release):
+    """m0003: an older database may hold several live keys of one name (issue 14.5); the newest
+    keeps it, the others are renamed and keep working, and the audit log says so."""
+    database.execute_sql(
+        'INSERT INTO "key" ("name", "organization_id", "secret_first", "secret_second", "permissions", "created_at") '
+        'SELECT "name", "organization_id", ?, "secret_second", "permissions", "created_at" FROM "key" '
+        'WHERE "name" = ?', ("f" * 32, "acme-read"))
+    [older, newer] = [k.id for k in Key.select().where(Key.name == "acme-read").order_by(Key.id)]
+    migrations.upgrade(first_release)
+    assert Key.get_by_id(newer).name == "acme-read"
+    assert Key.get_by_id(older).name == f"acme-read-duplicate-{older}" and Key.get_by_id(older).is_active()
+    [entry] = AuditLog.select().where(AuditLog.action == "key.rename")
+    assert (entry.actor, entry.organization, entry.target) == ("system", "acme", f"acme-read-duplicate-{older}")
+    assert entry.details["from"] == "acme-read" and isinstance(entry.created_at, datetime.datetime)

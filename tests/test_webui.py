@@ -1,10 +1,12 @@
 """The admin UI over real HTTP: login, CSRF, access rules, keys, rotation, retirement, docs."""
 
+import concurrent.futures
 import re
+import threading
 
 import pytest
 
-from appliance import accounts, orgs, registry_builder
+from appliance import accounts, keys, orgs, registry_builder
 from appliance.protocol import tarball
 from tests.driver import erlang_package
 from tests.webclient import WebSession
@@ -242,3 +244,39 @@ def test_login_redirects_only_to_paths_on_this_site(hv, target, expected):
                             allow_redirects=False)
     assert response.status_code == 302
     assert response.headers["Location"] in (expected, hv.url + expected)
+
+
+# -- issue 14 item 5: one rotation of a key wins --------------------------------------------------
+
+def test_parallel_rotations_of_one_key_leave_one_live_key(hv, web):
+    created = web.post("/admin/orgs/acme/keys", {"name": "deploy", "repository": "1"})
+    old = re.search(r'class="secret">([0-9a-f]{32})<', created.text).group(1)
+    key_id = re.search(r"/admin/keys/(\d+)/rotate", web.get("/admin/orgs/acme").text).group(1)
+    admins = [WebSession(hv.url) for _ in range(4)]
+    for admin in admins:
+        assert admin.login().status_code == 200
+        admin.get("/admin/orgs/acme")
+    start = threading.Barrier(len(admins))
+
+    def rotate(admin):
+        start.wait()
+        return admin.post(f"/admin/keys/{key_id}/rotate", {"grace_seconds": "0"})
+
+    with concurrent.futures.ThreadPoolExecutor(len(admins)) as pool:
+        answers = list(pool.map(rotate, admins))
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    assert all("already rotated or revoked" in a.text for a in answers if a.status_code == 409)
+    winner = next(re.search(r'class="secret">([0-9a-f]{32})<', a.text).group(1) for a in answers if a.status_code == 201)
+    live = [k for k in keys.list_for(organization=hv.org, include_revoked=False) if k.is_active()]
+    assert [k.name for k in live if k.name.startswith("deploy")] == ["deploy"]
+    assert hv.repo("names", key=winner).status_code == 200
+    assert hv.repo("names", key=old).status_code == 401
+
+
+def test_a_key_rotated_with_grace_cannot_be_rotated_again(hv, web):
+    web.post("/admin/orgs/acme/keys", {"name": "ci", "repository": "1"})
+    key_id = re.search(r"/admin/keys/(\d+)/rotate", web.get("/admin/orgs/acme").text).group(1)
+    assert web.post(f"/admin/keys/{key_id}/rotate", {"grace_seconds": "3600"}).status_code == 201
+    again = web.post(f"/admin/keys/{key_id}/rotate", {"grace_seconds": "3600"})
+    assert again.status_code == 409 and "already rotated or revoked" in again.text
+    assert [k.name for k in keys.list_for(organization=hv.org, include_revoked=False)].count("ci") == 1
