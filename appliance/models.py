@@ -167,6 +167,19 @@ class AuditLog(BaseModel):
     user_agent = peewee.CharField(null=True)
 
 
+class LoginFailure(BaseModel):
+    """A wrong password for an account (any name tried, existing or not) from an address, kept
+    for loginlimit.WINDOW. The login limits are counted from these rows, so every process
+    sharing the database sees the same failures."""
+
+    account = peewee.CharField()
+    address = peewee.CharField()
+    failed_at = peewee.FloatField(index=True)  # Unix seconds: comparable across processes
+
+    class Meta:
+        indexes = ((("account", "address", "failed_at"), False), (("address", "failed_at"), False))
+
+
 class SigningKey(BaseModel):
     """Registry signing keys; exactly one is active. The private PEM lives in data_dir/keys."""
 
@@ -227,4 +240,4 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = (Meta, User, Organization, Membership, Key, Package, Release, Requirement, PendingBuild,
-              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery)
+              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery, LoginFailure)

@@ -16,7 +16,7 @@ import threading
 
 from appliance import audit, migrations
 from appliance.keyuse import KeyUses
-from appliance.loginlimit import FailedLogins
+from appliance.loginlimit import LoginLimits
 from appliance.lookupcache import LookupCache
 from appliance.db import database, init_database, write_tx
 from appliance.errors import NotInitialized
@@ -41,7 +41,7 @@ class Runtime:
         # registry_builder's encoded names/versions entries per organization (see build_index).
         self.index_cache = {}
         self.lookups = LookupCache()
-        self.failed_logins = FailedLogins()
+        self.login_limits = LoginLimits()
         self.key_uses = KeyUses()
         self._locks_guard = threading.Lock()
 

@@ -31,9 +31,10 @@ def load_user(user_id):
     return LoginUser(user)
 
 
-def failed_logins():
-    """The server's failure tracker, shared with Basic auth on the API (appliance/loginlimit.py)."""
-    return runtime().failed_logins
+def checked_password(username, password):
+    """loginlimit.checked_login with the server's limits, shared with Basic auth on the API."""
+    return loginlimit.checked_login(runtime().login_limits, username, password, client_ip(),
+                                    runtime().config.bcrypt_rounds)
 
 
 def actor():
@@ -44,14 +45,12 @@ def actor():
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Log in with username and password (bcrypt); five failures lock the account and the
-    address out for fifteen minutes."""
+    """Log in with username and password (bcrypt), within the limits of appliance/loginlimit.py."""
     if request.method == "GET":
         return render_template("webui/login.html")
     username = (request.form.get("username") or "").strip().lower()
     try:
-        user = loginlimit.checked_login(failed_logins(), username, request.form.get("password"), client_ip(),
-                                        runtime().config.bcrypt_rounds)
+        user = checked_password(username, request.form.get("password"))
     except RateLimited as exc:
         abort(429, description=exc.message.capitalize() + ".")
     except Unauthenticated as exc:
@@ -87,11 +86,13 @@ def logout():
 @bp.route("/account", methods=["GET", "POST"])
 @login_required
 def account():
-    """Change one's own password (the current one is required)."""
+    """Change one's own password (the current one is required, and guessing it is limited like
+    logging in: a borrowed session must not become a way to learn the password)."""
     if request.method == "POST":
         try:
-            accounts.check_login(current_user.user.username, request.form.get("current_password"),
-                                 rounds=runtime().config.bcrypt_rounds)
+            checked_password(current_user.user.username, request.form.get("current_password"))
+        except RateLimited as exc:
+            abort(429, description=exc.message.capitalize() + ".")
         except Unauthenticated:
             flash("The current password is wrong.", "error")
             return render_template("webui/account.html"), 422

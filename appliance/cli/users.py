@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from appliance import accounts
+from appliance import accounts, loginlimit
 from appliance.cli.group import command, fail, main
 
 
@@ -65,3 +65,12 @@ def user_enable(rt, username):
 def user_set_password(rt, username, password):
     accounts.set_password(accounts.get_user(username), _read_password(password), rounds=rt.config.bcrypt_rounds)
     click.echo(f"password of {username} changed")
+
+
+@command(user, "unlock")
+@click.argument("username")
+def user_unlock(rt, username):
+    """Let USERNAME log in again from every address at once (failed logins age out by themselves
+    after 15 minutes)."""
+    cleared = loginlimit.unlock(accounts.get_user(username).username)
+    click.echo(f"unlocked {username} ({cleared} failed logins forgotten)")
