@@ -4,7 +4,6 @@
 keys) and registers the repository, API and admin blueprints. Nothing runs at import time.
 """
 
-import datetime
 import re
 
 __version__ = "0.1.0"
@@ -28,7 +27,7 @@ class MergeSlashes:
 def create_app(config=None, runtime=None):
     from flask import Flask, redirect, url_for
 
-    from appliance import events
+    from appliance import events, sessions
     from appliance.config import load_config
     from appliance.db import database
     from appliance.ops import edge, logs, metrics
@@ -55,8 +54,9 @@ def create_app(config=None, runtime=None):
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.secure_cookies,
         SESSION_COOKIE_NAME="hexvault_session",
-        # Flask checks the signed cookie's age on every request: a copied cookie dies within this.
-        PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=12),
+        # Flask checks the signed cookie's age on every request, and the session it names must
+        # still exist on the server (appliance/sessions.py), which expires it at the same age.
+        PERMANENT_SESSION_LIFETIME=sessions.LIFETIME,
     )
     app.extensions["hexvault"] = runtime
     app.wsgi_app = MergeSlashes(edge.RequestObserver(RepositoryFastPath(app.wsgi_app, runtime),

@@ -1,17 +1,15 @@
 """Users: creation, bcrypt passwords, login checks."""
 
-import hashlib
-import hmac
 import re
 import secrets
 
 import bcrypt
 import peewee
 
-from appliance import audit
+from appliance import audit, sessions
 from appliance.db import write_tx
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
-from appliance.models import Meta, User, utcnow
+from appliance.models import User, utcnow
 
 USERNAME_RE = re.compile(r"[a-z0-9_\-.]{3,40}")  # fullmatch
 MIN_PASSWORD = 8
@@ -71,9 +69,12 @@ def list_users():
 
 
 def set_password(user, password, *, rounds=12, actor=audit.CLI):
+    """Set a new password and end every web session of the user: whoever knew the old one may
+    hold one (a user changing their own password is given a new session by the web UI)."""
     password_hash = hash_password(password, rounds)
     with write_tx():
         User.update(password_hash=password_hash, updated_at=utcnow()).where(User.id == user.id).execute()
+        sessions.end_all(user)
         audit.record(actor, "user.password", target=user.username)
     user.password_hash = password_hash
 
@@ -89,30 +90,10 @@ def set_disabled(user, disabled, *, actor=audit.CLI):
     stamp = utcnow() if disabled else None
     with write_tx():
         User.update(disabled_at=stamp, updated_at=utcnow()).where(User.id == user.id).execute()
+        if disabled:  # ended for good: enabling the user again must not revive them
+            sessions.end_all(user)
         audit.record(actor, "user.disable" if disabled else "user.enable", target=user.username)
     user.disabled_at = stamp
-
-
-def _sessions_key(user):
-    return f"sessions:{user.id}"
-
-
-def session_epoch(app_secret, user):
-    """A short tag kept in the user's web sessions, made of their password and a counter: a new
-    password (set by them or an admin) or end_sessions() changes it, which ends older sessions."""
-    row = Meta.get_or_none(Meta.key == _sessions_key(user))
-    counter = row.value if row else "0"
-    return hmac.new(app_secret, f"session|{user.id}|{user.password_hash}|{counter}".encode(),
-                    hashlib.sha256).hexdigest()[:24]
-
-
-def end_sessions(user, *, actor=audit.CLI):
-    """End every web session of the user (the caller gives its own session the new tag)."""
-    with write_tx():
-        row = Meta.get_or_none(Meta.key == _sessions_key(user))
-        value = str(int(row.value) + 1 if row else 1)
-        Meta.insert(key=_sessions_key(user), value=value).on_conflict_replace().execute()
-        audit.record(actor, "user.sessions_end", target=user.username)
 
 
 _DUMMY_HASHES = {}  # bcrypt cost -> a hash to check unknown users against

@@ -180,6 +180,15 @@ class LoginFailure(BaseModel):
         indexes = ((("account", "address", "failed_at"), False), (("address", "failed_at"), False))
 
 
+class UserSession(BaseModel):
+    """A signed-in admin UI session. The browser's signed cookie carries a random id; only its
+    SHA-256 is stored. Logging out deletes the row, so a copy of the cookie dies with it."""
+
+    id_hash = peewee.CharField(unique=True)
+    user = peewee.ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+
 class SigningKey(BaseModel):
     """Registry signing keys; exactly one is active. The private PEM lives in data_dir/keys."""
 
@@ -240,4 +249,4 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = (Meta, User, Organization, Membership, Key, Package, Release, Requirement, PendingBuild,
-              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery, LoginFailure)
+              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery, LoginFailure, UserSession)

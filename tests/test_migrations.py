@@ -413,3 +413,12 @@ def test_live_key_names_renames_the_duplicates_racing_rotations_left(first_relea
     [entry] = AuditLog.select().where(AuditLog.action == "key.rename")
     assert (entry.actor, entry.organization, entry.target) == ("system", "acme", f"acme-read-duplicate-{older}")
     assert entry.details["from"] == "acme-read" and isinstance(entry.created_at, datetime.datetime)
+
+
+def test_user_sessions_drops_the_old_session_counters(first_release):
+    """m0005: sessions move to the user_session table; the first release's per-user counters in
+    meta mean nothing any more."""
+    database.execute_sql("INSERT INTO meta (key, value) VALUES ('sessions:1', '3')")
+    migrations.upgrade(first_release)
+    assert database.execute_sql("SELECT key FROM meta WHERE key LIKE 'sessions:%'").fetchall() == []
+    assert database.execute_sql("SELECT value FROM meta WHERE key = 'default_organization'").fetchone() == ("acme",)

@@ -5,6 +5,7 @@ import re
 import threading
 
 import pytest
+import requests
 
 from appliance import accounts, keys, orgs, registry_builder
 from appliance.protocol import tarball
@@ -244,6 +245,31 @@ def test_login_redirects_only_to_paths_on_this_site(hv, target, expected):
                             allow_redirects=False)
     assert response.status_code == 302
     assert response.headers["Location"] in (expected, hv.url + expected)
+
+
+# -- issue 14 item 9: logging out ends the session on the server ---------------------------------
+
+def test_a_cookie_copied_before_logout_is_dead_after_it(hv):
+    session = WebSession(hv.url)
+    assert session.login().status_code == 200
+    assert session.get("/admin/account").status_code == 200
+    copied, token = session.http.cookies.get("hexvault_session"), session.token
+    assert session.post("/admin/logout").status_code == 200
+    replay = requests.Session()
+    replay.cookies.set("hexvault_session", copied)
+    page = replay.get(f"{hv.url}/admin/account", allow_redirects=False)
+    assert page.status_code == 302 and "/admin/login" in page.headers["Location"]
+    sneaky = replay.post(f"{hv.url}/admin/orgs", data={"name": "sneaky", "csrf_token": token}, allow_redirects=False)
+    assert sneaky.status_code in (302, 400) and "sneaky" not in [o.name for o in orgs.list_all()]
+
+
+def test_disabling_a_user_ends_their_sessions_for_good(hv):
+    carol_user = accounts.create_user("carol", "carol-password", rounds=4)
+    carol = WebSession(hv.url)
+    assert carol.login("carol", "carol-password").status_code == 200
+    accounts.set_disabled(carol_user, True)
+    accounts.set_disabled(carol_user, False)
+    assert carol.get("/admin/account", allow_redirects=False).status_code == 302
 
 
 # -- issue 14 item 5: one rotation of a key wins --------------------------------------------------

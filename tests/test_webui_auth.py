@@ -10,6 +10,7 @@ import re
 import pytest
 
 from appliance import accounts, audit, create_app, keys, orgs, packages, registry_builder
+from appliance.sessions import active as active_sessions
 from appliance.models import SigningKey
 from appliance.ops import webhooks
 from tests.driver import erlang_package
@@ -126,7 +127,7 @@ def state():
         releases=[(p.name, r.version, r.retirement_reason) for p in packages.search(every_org)
                   for r in packages.releases_of(p)],
         signing_key=SigningKey.current().fingerprint,
-        sessions=[accounts.session_epoch(b"x", u) for u in users],
+        sessions=[[s.id for s in active_sessions(u)] for u in users],
         audit=[e.id for e in audit.entries()],
         webhooks=[(h.id, h.url, [d.id for d in webhooks.recent_deliveries(h)])
                   for o in every_org for h in webhooks.list_for(o)],

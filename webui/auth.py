@@ -1,4 +1,8 @@
-"""Log in and out, change one's own password; failed logins are rate-limited."""
+"""Log in and out, change one's own password; failed logins are rate-limited.
+
+The session lives on the server (appliance/sessions.py): the signed cookie carries only its id,
+under ``sid``, and a request is signed in while that session exists.
+"""
 
 import urllib.parse
 
@@ -6,9 +10,8 @@ import flask_login
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
-from appliance import accounts, audit, loginlimit
+from appliance import accounts, audit, loginlimit, sessions
 from appliance.errors import RateLimited, Unauthenticated
-from appliance.models import User
 from appliance.routes.keyauth import client_ip, runtime
 from webui import bp, login_manager
 
@@ -23,12 +26,18 @@ class LoginUser(flask_login.UserMixin):
 
 @login_manager.user_loader
 def load_user(user_id):
-    user = User.get_or_none(User.id == int(user_id))
-    if user is None or user.disabled_at is not None:
-        return None
-    if session.get("auth_epoch") != accounts.session_epoch(runtime().app_secret, user):
-        return None  # the password changed since this session logged in
+    user = sessions.user_of(session.get("sid"))
+    if user is None or str(user.id) != user_id:
+        return None  # logged out, ended elsewhere, expired, or the user was disabled
     return LoginUser(user)
+
+
+def _start_session(user):
+    """A fresh session for ``user`` in this browser: nothing planted in a pre-login cookie (a
+    CSRF token, say) survives, and the session id changes with every login and password change."""
+    session.clear()
+    session["sid"] = sessions.start(user)
+    flask_login.login_user(LoginUser(user))
 
 
 def checked_password(username, password):
@@ -56,10 +65,7 @@ def login():
     except Unauthenticated as exc:
         flash(exc.message.capitalize() + ".", "error")
         return render_template("webui/login.html", username=username), 401
-    # A fresh session: nothing planted in a pre-login cookie (a CSRF token, say) survives login.
-    session.clear()
-    session["auth_epoch"] = accounts.session_epoch(runtime().app_secret, user)
-    flask_login.login_user(LoginUser(user))
+    _start_session(user)
     return redirect(_same_site_path(request.args.get("next")) or url_for("webui.index"))
 
 
@@ -78,7 +84,9 @@ def _same_site_path(target):
 @bp.post("/logout")
 @login_required
 def logout():
+    sessions.end(session.get("sid"))
     flask_login.logout_user()
+    session.clear()
     flash("Logged out.", "info")
     return redirect(url_for("webui.login"))
 
@@ -101,8 +109,8 @@ def account():
             return render_template("webui/account.html"), 422
         accounts.set_password(current_user.user, request.form.get("new_password") or "",
                               rounds=runtime().config.bcrypt_rounds, actor=actor())
-        # This session goes on; every other session of the user ends (their tag no longer matches).
-        session["auth_epoch"] = accounts.session_epoch(runtime().app_secret, current_user.user)
+        # set_password ended every session of the user; this browser goes on in a new one.
+        _start_session(current_user.user)
         flash("Password changed.", "info")
         return redirect(url_for("webui.account"))
     return render_template("webui/account.html")
@@ -112,7 +120,6 @@ def account():
 @login_required
 def end_other_sessions():
     """Sign out every other browser (a lost laptop, a shared machine); this one stays."""
-    accounts.end_sessions(current_user.user, actor=actor())
-    session["auth_epoch"] = accounts.session_epoch(runtime().app_secret, current_user.user)
+    sessions.end_others(current_user.user, session.get("sid"), actor=actor())
     flash("Signed out of every other session.", "info")
     return redirect(url_for("webui.account"))
