@@ -16,6 +16,8 @@ from appliance.config import load_config
 from appliance.db import database
 from appliance.runtime import initialize, open_runtime
 from tests.driver import Driver
+from tests.fake_hexpm import FakeHexpm
+from tests.mixclient import Installs
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
 
@@ -94,3 +96,45 @@ def make_world(runtime):
 def hv(runtime, live_server):
     """A driver for the live server, with make_world's admin, organization and keys."""
     return Driver(live_server.url, runtime, **make_world(runtime))
+
+
+@pytest.fixture(scope="module")
+def module_hv(tmp_path_factory):
+    """Like ``hv``, but one server for a whole test module, for real-client tests whose cases each
+    take seconds and make their own packages. A module using it must not use ``config``,
+    ``runtime`` or ``hv``: the database binding is process-wide (pytest finishes one module's
+    fixtures before another module's test starts, so modules never overlap)."""
+    config = load_config(environ={}, data_dir=str(tmp_path_factory.mktemp("module-data")), bcrypt_rounds=4,
+                         port=8000)
+    initialize(config)
+    rt = open_runtime(config)
+    database.connect(reuse_if_open=True)
+    server = LiveServer()
+    rt.config = config.with_updates(base_url=server.url)
+    server.start(create_app(rt.config, rt), rt.config)
+    yield Driver(server.url, rt, **make_world(rt))
+    server.stop()
+    if not database.is_closed():
+        database.close()
+
+
+@pytest.fixture(scope="module")
+def module_mirror(module_hv, tmp_path_factory):
+    """module_hv's hex.pm mirror filled from a fake hex.pm (test key) with upa 1.0.0 and upb 2.1.0,
+    as tests/test_mirror.py fills it; ``pem_path`` is the key clients must trust for hexpm."""
+    from tests.test_mirror import UPSTREAM, drop, make_bundle
+
+    hv = module_hv
+    root = tmp_path_factory.mktemp("upstream")
+    with FakeHexpm(root / "upstream", UPSTREAM) as fake:
+        fake.pem_path = root / "hexpm.pem"
+        fake.pem_path.write_bytes(fake.public_pem)
+        hv.runtime.config = hv.runtime.config.with_updates(mirror_public_key=str(fake.pem_path))
+        assert [r[1] for r in drop(hv, make_bundle(fake, root, root / "deps.tar", "upa"))] == ["done"]
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def hex_installs(tmp_path_factory):
+    """MIX_HOMEs with each Hex archive installed, made once per session (per xdist worker)."""
+    return Installs(tmp_path_factory.mktemp("mix-homes"))

@@ -1,0 +1,71 @@
+"""The mix command lines the README tells users to type, taken from the README itself, so the
+tests run exactly what it says (with the live server's URL and keys filled in).
+
+``COVERED`` names, for every mix (and curl) line in the README's ``sh`` blocks, the test that
+runs it; tests/test_mix.py checks that the README holds no other mix line. The set-up page's
+commands come from appliance/clientsetup.py, which the tests call directly.
+"""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+EXAMPLE_URL = "http://hex.corp:8000"
+
+# README line (as written) -> the test that runs it.
+COVERED = {
+    "curl -fsS -o acme.pem http://hex.corp:8000/repos/acme/public_key":
+        "test_mix.py::test_a_fresh_consumer_follows_the_readme_and_the_set_up_page",
+    "mix hex.repo add acme http://hex.corp:8000/repos/acme --public-key acme.pem --auth-key REPOSITORY_KEY":
+        "test_mix.py::test_a_fresh_consumer_follows_the_readme_and_the_set_up_page",
+    "mix hex.repo add acme http://hex.corp:8000/repos/acme --fetch-public-key SHA256:... --auth-key REPOSITORY_KEY":
+        "test_mix.py::test_a_fresh_consumer_follows_the_readme_and_the_set_up_page",
+    "mix hex.repo set hexpm --url http://hex.corp:8000/mirror/hexpm":
+        "test_mix_mirror.py::test_hex_pm_organizations_recipe_with_a_public_dep_through_the_mirror",
+    "mix hex.repo add hexpm:acme http://hex.corp:8000/mirror/hexpm/repos/acme --public-key acme.pem":
+        "test_mix_mirror.py::test_hex_pm_organizations_recipe_with_a_public_dep_through_the_mirror",
+    "HEX_API_URL=http://hex.corp:8000/api mix hex.organization auth acme --key REPOSITORY_KEY":
+        "test_mix_mirror.py::test_hex_pm_organizations_recipe_with_a_public_dep_through_the_mirror",
+    "HEX_API_URL=http://hex.corp:8000/api HEX_API_KEY=API_KEY mix hex.publish --organization acme":
+        "test_mix.py::test_publish_two_packages_with_docs_one_depending_on_the_other",
+    'HEX_API_URL=http://hex.corp:8000/api HEX_API_KEY=API_KEY mix hex.retire my_package 0.1.0 security '
+    '--message "CVE-..." --organization acme':
+        "test_mix.py::test_retire_and_unretire",
+    "HEX_MIRROR=http://hex.corp:8000/mirror/hexpm mix deps.get":
+        "test_mix_mirror.py::test_plain_hex_mirror",
+    "HEX_TRUSTED_MIRROR=http://hex.corp:8000/mirror/hexpm HEX_REPOS_KEY=KEY HEX_API_URL=http://hex.corp:8000/api "
+    "mix deps.get":
+        "test_mix_mirror.py::test_trusted_mirror_exchanges_the_key_and_stores_only_a_token",
+    "mix hex.repo set hexpm --url http://hex.corp:8000/mirror/hexpm --auth-key KEY --no-oauth-exchange":
+        "test_mix_mirror.py::test_mirror_requires_key",
+}
+
+
+def mix_lines(text=None):
+    """Every line of a ```sh block that runs mix or fetches a key with curl, comments dropped."""
+    text = README.read_text() if text is None else text
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#") and (re.search(r"(^|\s)mix\s", line) or line.startswith("curl")):
+                lines.append(line)
+    return lines
+
+
+def command(line, *, url, repo_key=None, api_key=None, fingerprint=None, package=None):
+    """README ``line`` with the live server's values in place of the examples."""
+    assert line in mix_lines(), f"the README no longer says: {line}"
+    assert line in COVERED, f"add {line!r} to COVERED"
+    filled = line.replace(EXAMPLE_URL, url)
+    if "SHA256:..." in filled:
+        assert fingerprint, "SHA256:... needs a value"
+        filled = filled.replace("SHA256:...", fingerprint)
+    # Whole words only: API_KEY is a placeholder, HEX_API_KEY is not.
+    for placeholder, value in (("REPOSITORY_KEY", repo_key), ("API_KEY", api_key), ("KEY", repo_key),
+                               ("my_package", package)):
+        pattern = rf"(?<![\w]){placeholder}(?![\w])"
+        if re.search(pattern, filled):
+            assert value, f"{placeholder} needs a value"
+            filled = re.sub(pattern, value, filled)
+    return filled
