@@ -4,10 +4,11 @@
 #   scripts/test.sh [PYTEST ARGS...]
 #
 # On a fresh Debian machine (as root, or a user with sudo) it installs what the tests need
-# (Erlang/OTP, rebar3, Chromium and ChromeDriver from Debian, and Prometheus's binary extracted
-# from its Debian package into .cache/prometheus), creates or refreshes the
+# (Erlang/OTP, rebar3, Elixir, curl, Chromium and ChromeDriver from Debian, and Prometheus's
+# binary extracted from its Debian package into .cache/prometheus), creates or refreshes the
 # virtualenv .venv in the repository root with `pip install -e '.[test]'`, then runs
-# `.venv/bin/python -m pytest "$@"` from the repository root. Exits with pytest's status;
+# `.venv/bin/python -m pytest "$@"` from the repository root, on as many pytest-xdist workers as
+# there are cores (setup.cfg; `-n 0` runs in one process). Exits with pytest's status;
 # "no tests collected" (pytest's exit 5) counts as a failure.
 set -euo pipefail
 
@@ -28,9 +29,25 @@ as_root() {
 }
 
 # --- 1. system packages -----------------------------------------------------------------
-# tool -> Debian package that provides it (nginx is the TLS front's tests; openssl drives s_client)
-TOOLS=(erl rebar3 chromium chromedriver nginx openssl)
-PACKAGES=(erlang-nox rebar3 chromium chromium-driver nginx openssl)
+apt_install() {
+    # Other apt-get runs (unattended upgrades, other jobs) hold the dpkg lock: wait for it
+    # (DPkg::Lock::Timeout) instead of failing, and retry a few times (also for `update`).
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        if as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q "$@" >/dev/null; then
+            return 0
+        fi
+        say "apt-get $* failed (attempt $attempt); retrying in 10 s"
+        sleep 10
+    done
+    die "apt-get $* kept failing"
+}
+
+# tool -> Debian package that provides it (nginx is the TLS front's tests; openssl drives s_client;
+# elixir's mix runs the Hex archives from ../shared/clients, whose README also asks for
+# erlang-dev; curl runs the README's key download line)
+TOOLS=(erl rebar3 elixir mix curl chromium chromedriver nginx openssl)
+PACKAGES=(erlang-nox erlang-dev rebar3 elixir curl chromium chromium-driver nginx openssl)
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
 for tool in "${TOOLS[@]}"; do
@@ -38,9 +55,8 @@ for tool in "${TOOLS[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     say "missing ${missing[*]}: installing ${PACKAGES[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get update -q >/dev/null
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}" >/dev/null
+    apt_install update
+    apt_install install -y "${PACKAGES[@]}"
     for tool in "${TOOLS[@]}"; do
         have "$tool" || die "$tool is still missing after apt-get install"
     done
@@ -85,8 +101,8 @@ if ! venv_ok; then
     done
     if [ -z "$PYTHON" ] && command -v apt-get >/dev/null 2>&1; then
         say "no Python >= 3.11 with venv found: installing python3 python3-venv with apt-get"
-        as_root apt-get update -q >/dev/null
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
+        apt_install update
+        apt_install install -y python3 python3-venv
         python_ok /usr/bin/python3 && PYTHON=/usr/bin/python3
     fi
     [ -n "$PYTHON" ] || die "need Python >= 3.11 with the venv module"
