@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-EXAMPLE_URL = "http://hex.corp:8000"
+EXAMPLE_URLS = ("http://hex.corp:8000", "https://hex.corp")  # the README's server, without and with TLS
 
 # README line (as written) -> the test that runs it.
 COVERED = {
@@ -38,6 +38,11 @@ COVERED = {
         "test_mix_mirror.py::test_trusted_mirror_exchanges_the_key_and_stores_only_a_token",
     "mix hex.repo set hexpm --url http://hex.corp:8000/mirror/hexpm --auth-key KEY --no-oauth-exchange":
         "test_mix_mirror.py::test_mirror_requires_key",
+    "curl -fsSk -o hexvault-ca.pem https://hex.corp/ca.pem && openssl x509 -noout -fingerprint -sha256 "
+    "-in hexvault-ca.pem":
+        "test_mix_tls.py::test_mix_trusts_the_company_ca_and_fetches_over_https",
+    'mix hex.config cacerts_path "$PWD/hexvault-ca.pem"':
+        "test_mix_tls.py::test_mix_trusts_the_company_ca_and_fetches_over_https",
 }
 
 
@@ -57,7 +62,9 @@ def command(line, *, url, repo_key=None, api_key=None, fingerprint=None, package
     """README ``line`` with the live server's values in place of the examples."""
     assert line in mix_lines(), f"the README no longer says: {line}"
     assert line in COVERED, f"add {line!r} to COVERED"
-    filled = line.replace(EXAMPLE_URL, url)
+    filled = line
+    for example in EXAMPLE_URLS:
+        filled = filled.replace(example, url)
     if "SHA256:..." in filled:
         assert fingerprint, "SHA256:... needs a value"
         filled = filled.replace("SHA256:...", fingerprint)

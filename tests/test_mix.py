@@ -234,6 +234,11 @@ def test_package_fetch_and_info(world, tmp_path):
     assert "greeter test package" in package_info.output
     assert 'Config: {:greeter, "~> 1.0.0", repo: "acme"}' in package_info.output
     assert "Source: https://git.corp/greeter" in package_info.output
+    # The README warns about this: Hex hardcodes hexorgs.pm for private docs.
+    release_info = client.mix("hex.info", "greeter", "1.0.0", "--organization", "acme",
+                              env=api_env(hv, world.alice_key))
+    assert release_info.ok, release_info
+    assert "Documentation at: https://acme.hexorgs.pm/greeter/1.0.0" in release_info.output, release_info
 
 
 @pytest.fixture(scope="module")

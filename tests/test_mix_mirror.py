@@ -129,14 +129,20 @@ def test_hex_pm_organizations_recipe_with_a_public_dep_through_the_mirror(module
         "HEX_API_URL=http://hex.corp:8000/api mix hex.organization auth acme --key REPOSITORY_KEY")]
     setup = clientsetup.for_org(hv.url, "acme", hv.public_key_pem, signing.fingerprint(hv.public_key),
                                 repo_key=hv.repo_key)
-    for label, lines in (("readme", readme), ("set-up-page", setup.mix_hexpm_org.split("\n"))):
+    # The README: with mirror_requires_key = true, add `--auth-key KEY --no-oauth-exchange` to the
+    # hexpm line, and hexpm:acme inherits the key (so here without `hex.organization auth`).
+    keyed = [readme[0], readme[1] + f" --auth-key {hv.repo_key} --no-oauth-exchange", readme[2]]
+    ways = (("readme", readme, False), ("set-up-page", setup.mix_hexpm_org.split("\n"), False),
+            ("readme-mirror-requires-key", keyed, True))
+    for label, lines, requires_key in ways:
         client = machine(hex_installs, tmp_path / label, upstream)
         for line in lines:
             done = client.shell(line)
             assert done.ok, (label, line, done)
         app = mix_project(tmp_path / label, "app", docs=False,
                           deps=['{:upa, "~> 1.0"}', '{:inhouse, "~> 1.0", organization: "acme"}'])
-        got = client.mix("deps.get", cwd=app)
+        with mirror_requires_key(hv) if requires_key else contextlib.nullcontext():
+            got = client.mix("deps.get", cwd=app)
         assert got.ok, (label, got)
         # What Hex 2.5.1 says about a key stored for hexpm:acme (docs/clients.md).
         assert "Authenticating to the acme repository with a stored key is deprecated" in got.output
