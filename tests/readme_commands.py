@@ -2,7 +2,7 @@
 tests run exactly what it says (with the live server's URL and keys filled in).
 
 ``COVERED`` names, for every mix (and curl) line in the README's ``sh`` blocks, the test that
-runs it; tests/test_mix.py checks that the README holds no other mix line. The set-up page's
+runs it; tests/test_readme_commands.py checks that the README holds no other mix line. The set-up page's
 commands come from appliance/clientsetup.py, which the tests call directly.
 """
 
