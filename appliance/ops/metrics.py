@@ -195,7 +195,7 @@ class StateCollector:
                                    labels=["area"])
         for area, size in sorted(_stored_bytes(config.blob_path).items()):
             stored.add_metric([area], size)
-        stored.add_metric(["database"], sum(os.stat(p).st_size for p in _database_files(config)))
+        stored.add_metric(["database"], _database_bytes(config))
         yield stored
         yield GaugeMetricFamily("hexvault_mirror_packages", "Packages in the hex.pm mirror.",
                                 value=sum(1 for _ in self.rt.store.list("mirror/hexpm/packages")))
@@ -205,9 +205,16 @@ class StateCollector:
                                 value=PendingBuild.select().count())
 
 
-def _database_files(config):
-    wal = config.database_path.with_name(config.database_path.name + "-wal")
-    return [p for p in (config.database_path, wal) if p.exists()]
+def _database_bytes(config):
+    """The database file and its write-ahead log, which SQLite deletes when the last connection
+    closes (in this process or another): gone between a listing and a stat is not an error."""
+    total = 0
+    for path in (config.database_path, config.database_path.with_name(config.database_path.name + "-wal")):
+        try:
+            total += os.stat(path).st_size
+        except FileNotFoundError:
+            pass
+    return total
 
 
 class _Scrape:
