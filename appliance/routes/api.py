@@ -104,8 +104,8 @@ def users_me():
         # Its role is what the key may do: a repository-only key must not look like a publisher.
         org = principal.key.organization
         role = "write" if permissions.can(principal, permissions.API_WRITE, org, orgs.role_of) else "read"
-        return render({"username": f"{org.name} (organization key)", "email": None, "full_name": None,
-                       "handles": {}, "url": None, "inserted_at": None, "updated_at": None,
+        return render({"username": f"{org.name} (organization key)", "handles": {}, "url": None,
+                       "inserted_at": None, "updated_at": None,
                        "organizations": [{"name": org.name, "role": role}], "packages": []})
     # A key shows only what it may see: a repository-only key (or token) names its user and the
     # organizations it reads, not the user's email, other memberships or their packages.
@@ -115,10 +115,8 @@ def users_me():
     listed = [m.organization_id for m in memberships
               if principal.key_allows(permissions.API_READ, m.organization.name)]
     owned = list(Package.select().where(Package.organization.in_(listed)).order_by(Package.name).limit(1000))
-    data = serializers.user(base_url(), principal.user, memberships, owned)
-    if not principal.key_allows(permissions.API_READ, ""):
-        data.update(email=None, full_name=None)
-    return render(data)
+    return render(serializers.user(base_url(), principal.user, memberships, owned,
+                                   private=not principal.key_allows(permissions.API_READ, "")))
 
 
 # -- packages and releases ----------------------------------------------------------------------

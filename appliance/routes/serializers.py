@@ -1,5 +1,8 @@
 """API response shapes, following hexpm's views (hex-protocol.md §5.6). Plain dicts; the
-negotiation in responses.py turns them into ETF or JSON. Absent values are None (ETF nil)."""
+negotiation in responses.py turns them into ETF or JSON. Absent values are None (ETF nil), except
+a user's ``email`` and ``full_name``: hexpm leaves those out when it has none, and rebar3_hex relies
+on that (``rebar3 hex user whoami`` calls binary_to_list/1 on them, defaulting only absent keys).
+"""
 
 import datetime
 
@@ -67,10 +70,15 @@ def package(base, org, pkg, releases, owners=()):
     }
 
 
+def present(data):
+    """``data`` without its None ``email`` and ``full_name`` (see the module docstring)."""
+    return {k: v for k, v in data.items() if v is not None or k not in ("email", "full_name")}
+
+
 def user_ref(base, user):
     if user is None:
         return None
-    return {"username": user.username, "email": user.email, "url": f"{base}/api/users/{user.username}"}
+    return present({"username": user.username, "email": user.email, "url": f"{base}/api/users/{user.username}"})
 
 
 def release(base, org, pkg_name, rel, requirements, publisher):
@@ -117,11 +125,10 @@ def key(base, k, *, secret=None, authing_key=None):
     }
 
 
-def user(base, u, memberships, owned_packages):
-    return {
+def user(base, u, memberships, owned_packages, *, private=False):
+    """users/me; ``private`` leaves out email and full name (a key that may not read the API)."""
+    return present({
         "username": u.username,
-        "email": u.email,
-        "full_name": u.full_name,
         "handles": {},
         "url": f"{base}/api/users/{u.username}",
         "inserted_at": iso(u.created_at),
@@ -131,4 +138,6 @@ def user(base, u, memberships, owned_packages):
         "packages": [{"name": p.name, "repository": p.organization.name,
                       "url": _urls(base, p.organization, p.name)[0],
                       "html_url": _urls(base, p.organization, p.name)[1]} for p in owned_packages],
-    }
+        "email": None if private else u.email,
+        "full_name": None if private else u.full_name,
+    })
