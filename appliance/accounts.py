@@ -33,6 +33,29 @@ def _check_password(password):
         raise Invalid("Validation error(s)", {"password": f"must be at most {MAX_PASSWORD_BYTES} bytes"})
 
 
+# Loose on purpose, like hexpm's: one @, something on each side, no spaces. Owners are listed by
+# e-mail (`mix hex.owner list`), so a typo shows there; nothing is ever mailed.
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")  # fullmatch
+MAX_PROFILE_FIELD = 160
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _profile(email, full_name):
+    """Cleaned (email, full_name); blank means none. Clients print both in tables and the audit
+    log shows them, so control characters are refused."""
+    email = (email or "").strip(" ") or None
+    full_name = " ".join(part for part in (full_name or "").split(" ") if part) or None
+    errors = {}
+    if email is not None and (not EMAIL_RE.fullmatch(email) or _CONTROL.search(email)
+                              or len(email) > MAX_PROFILE_FIELD):
+        errors["email"] = "must look like name@host"
+    if full_name is not None and (_CONTROL.search(full_name) or len(full_name) > MAX_PROFILE_FIELD):
+        errors["full_name"] = f"use at most {MAX_PROFILE_FIELD} characters, no control characters"
+    if errors:
+        raise Invalid("Validation error(s)", errors)
+    return email, full_name
+
+
 def canonical_username(text):
     """How a typed username is looked up: spaces trimmed (never newlines or NULs: those make it
     invalid), lower-cased only when ASCII. Lower-casing other text could turn a look-alike into a
@@ -41,15 +64,16 @@ def canonical_username(text):
     return text.lower() if text.isascii() else text
 
 
-def create_user(username, password, *, email=None, is_admin=False, rounds=12, actor=audit.CLI):
+def create_user(username, password, *, email=None, full_name=None, is_admin=False, rounds=12, actor=audit.CLI):
     username = canonical_username(username)
     if not USERNAME_RE.fullmatch(username):
         raise Invalid("Validation error(s)",
                       {"username": "use 3-40 characters: lowercase letters, digits, _ - ."})
+    email, full_name = _profile(email, full_name)
     password_hash = hash_password(password, rounds)
     try:
         with write_tx():
-            user = User.create(username=username, email=email or None, password_hash=password_hash,
+            user = User.create(username=username, email=email, full_name=full_name, password_hash=password_hash,
                                is_admin=is_admin)
             audit.record(actor, "user.create", target=username, admin=is_admin or None)
     except peewee.IntegrityError:
@@ -66,6 +90,21 @@ def get_user(username):
 
 def list_users():
     return list(User.select().order_by(User.username))
+
+
+_UNCHANGED = object()
+
+
+def update_profile(user, *, email=_UNCHANGED, full_name=_UNCHANGED, actor=audit.CLI):
+    """Set the e-mail and/or full name the Hex API shows (blank clears one; a left-out one stays)."""
+    new_email, new_name = _profile(user.email if email is _UNCHANGED else email,
+                                   user.full_name if full_name is _UNCHANGED else full_name)
+    with write_tx():
+        User.update(email=new_email, full_name=new_name, updated_at=utcnow()).where(User.id == user.id).execute()
+        audit.record(actor, "user.update", target=user.username,
+                     fields=",".join(f for f, v in (("email", email), ("full_name", full_name)) if v is not _UNCHANGED))
+    user.email, user.full_name = new_email, new_name
+    return user
 
 
 def set_password(user, password, *, rounds=12, actor=audit.CLI):
