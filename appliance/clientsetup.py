@@ -36,6 +36,10 @@ def company_ca(config):
     fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
     return CompanyCA(f"{config.external_url}/ca.pem", fingerprint, pem)
 
+# The rebar.config of an Erlang library published with rebar3_hex, its docs built by edoc.
+REBAR3_HEX_PROJECT_CONFIG = ("{erl_opts, [debug_info]}.\n{deps, []}.\n{project_plugins, [rebar3_hex]}.\n"
+                             "{hex, [{doc, edoc}]}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class ClientSetup:
@@ -47,6 +51,7 @@ class ClientSetup:
     fingerprint: str
     repo_key: str
     api_key: str
+    read_key: str
     ca: CompanyCA = None
 
     @property
@@ -111,7 +116,10 @@ class ClientSetup:
     @property
     def rebar3_config(self):
         # repo_public_key is mandatory for custom rebar3 repos (hex_core maps:get/2 crashes
-        # without it), and api_url is needed for `rebar3 hex` commands.
+        # without it). The last three keys are rebar3_hex's: api_url for every `rebar3 hex`
+        # command; api_repository, or the plugin's API calls go to /api/... (the default
+        # organization) whatever --repo says; read_key, the only key whoami and owner list use
+        # (they ignore api_key and HEX_API_KEY).
         pem = self.public_key_pem.strip().replace("\n", "\\n")
         # rebar3 trusts a CA from ssl_cacerts_path in its global config (rebar_utils get_cacerts).
         trust = f'{{ssl_cacerts_path, "/ABSOLUTE/PATH/{CA_FILE}"}}.\n' if self.ca else ""
@@ -123,9 +131,33 @@ class ClientSetup:
             f"    repo_url => <<\"{self.repo_url}\">>,\n"
             f"    repo_public_key => <<\"{pem}\">>,\n"
             f"    repo_key => <<\"{self.repo_key}\">>,\n"
-            f"    api_url => <<\"{self.api_url}\">>}}\n"
+            f"    api_url => <<\"{self.api_url}\">>,\n"
+            f"    api_repository => <<\"{self.org}\">>,\n"
+            f"    read_key => <<\"{self.read_key}\">>}}\n"
             "]}]}."
         )
+
+    # rebar3_hex takes the key that publishes and retires from HEX_API_KEY (or api_key in the
+    # repos entry); with an API key in the environment it never prompts for a password.
+    def rebar3_publish(self, replace=False):
+        return (f"HEX_API_KEY={self.api_key} rebar3 hex publish --repo {self.org}"
+                + (" --replace" if replace else ""))
+
+    def rebar3_retire(self, package="my_package", version="0.1.0"):
+        return (f"HEX_API_KEY={self.api_key} rebar3 hex retire {package} {version} security "
+                f"--message \"CVE-...\" --repo {self.org}")
+
+    def rebar3_owner_list(self, package="my_package"):
+        return f"rebar3 hex owner list {package} --repo {self.org}"
+
+    @property
+    def rebar3_whoami(self):
+        return f"rebar3 hex user whoami --repo {self.org}"
+
+    def rebar3_hex_commands(self, package="my_package", version="0.1.0"):
+        return "\n".join([self.rebar3_publish(), self.rebar3_publish(replace=True),
+                          self.rebar3_retire(package, version), self.rebar3_owner_list(package),
+                          self.rebar3_whoami])
 
     @property
     def rebar3_dep(self):
@@ -133,11 +165,12 @@ class ClientSetup:
 
 
 def for_org(base_url, org_name, public_key_pem, fingerprint, repo_key="<REPOSITORY_KEY>", api_key="<API_KEY>",
-            ca=None):
+            ca=None, read_key=None):
+    """``read_key`` (an api:read key; the API key when not given) is what rebar3_hex reads the API with."""
     return ClientSetup(org=org_name, repo_url=f"{base_url}/repos/{org_name}", mirror_url=f"{base_url}/mirror/hexpm",
                        api_url=f"{base_url}/api",
                        public_key_pem=public_key_pem, fingerprint=fingerprint, repo_key=repo_key, api_key=api_key,
-                       ca=ca)
+                       read_key=read_key or api_key, ca=ca)
 
 
 def render_text(setup):
@@ -161,4 +194,6 @@ def render_text(setup):
         "## rebar3",
         setup.rebar3_config,
         f"%% rebar.config of your project: {setup.rebar3_dep}",
+        "%% rebar3_hex (publish with docs, retire, owner list, whoami):",
+        *(f"%%   {line}" for line in setup.rebar3_hex_commands().split("\n")),
     ])

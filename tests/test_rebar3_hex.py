@@ -1,0 +1,184 @@
+"""The real rebar3_hex plugin (7.0.11 and 7.2.0, from ../shared/clients) publishing an Erlang
+library with edoc docs into an organization, replacing and retiring it, listing owners and
+asking whoami, all with the commands and rebar.config entry the README prints
+(clientsetup); then rebar3 and mix fetch what it published with verification on.
+
+rebar3_hex reports "Published" and exits 0 for statuses it does not know (400, 409, 413), so
+every case checks the server's state, never the plugin's words alone.
+"""
+
+import hashlib
+import io
+import shutil
+import tarfile
+
+import pytest
+import requests
+
+from appliance import accounts, clientsetup, keys, orgs, registry_builder
+from appliance.models import SigningKey
+from tests.driver import erlang_package
+from tests.rebar3 import (CLIENTS, REBAR3, REBAR3_HEX_VERSIONS, Rebar3HexProject, client_env, rebar3_hex_missing,
+                          rebar3_project, run_command_line, run_erlang)
+
+MIX = shutil.which("mix")
+HEX_ARCHIVE = CLIENTS / "hex-2.5.1.ez"
+ORG = "beta"  # not the default organization (acme): a publish that ignores --repo lands elsewhere
+
+
+@pytest.fixture(params=REBAR3_HEX_VERSIONS)
+def version(request):
+    reason = rebar3_hex_missing(request.param)
+    if reason:
+        pytest.skip(reason)
+    return request.param
+
+
+@pytest.fixture
+def setup(hv):
+    """The README's set-up for ORG: its repository key, the admin's api:write key for
+    HEX_API_KEY and an api:read key as read_key."""
+    org = orgs.create(ORG)
+    orgs.add_member(org, hv.admin, "admin")
+    registry_builder.ensure_index(hv.runtime, org)
+    _row, repo_key = keys.create(hv.runtime.app_secret, f"{ORG}-read", [["repository", ORG]], organization=org)
+    _row, read_key = keys.create(hv.runtime.app_secret, "admin-read", [["api", "read"]], user=hv.admin)
+    signing = SigningKey.current()
+    return clientsetup.for_org(hv.url, ORG, signing.public_pem, signing.fingerprint, repo_key=repo_key,
+                               api_key=hv.api_key, read_key=read_key)
+
+
+@pytest.fixture
+def project(version, setup, tmp_path):
+    return Rebar3HexProject(tmp_path / "publisher", version, setup.rebar3_config,
+                            clientsetup.REBAR3_HEX_PROJECT_CONFIG)
+
+
+def publish(project, setup, *, replace=False):
+    # The README's command, answering the plugin's "Proceed?" as a user would.
+    return project.run(setup.rebar3_publish(replace=replace), input="Y\n")
+
+
+def served_release(hv, setup, version="0.1.0", name="erl_lib"):
+    """The release as the signed registry of ORG lists it (signature and origin checked)."""
+    record = hv.registry_package(name, org=ORG, key=setup.repo_key)
+    return next(r for r in record["releases"] if r["version"] == version)
+
+
+def served_tarball(hv, setup, version="0.1.0", name="erl_lib"):
+    response = hv.repo(f"tarballs/{name}-{version}.tar", org=ORG, key=setup.repo_key)
+    assert response.status_code == 200
+    return response.content
+
+
+def packaged_source(data, name="erl_lib"):
+    """src/NAME.erl as it sits inside a package tarball."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as outer:
+        contents = outer.extractfile("contents.tar.gz").read()
+    with tarfile.open(fileobj=io.BytesIO(contents), mode="r:gz") as inner:
+        return inner.extractfile(f"src/{name}.erl").read()
+
+
+def mix_fetch(workdir, setup, package):
+    """A fresh mix project (Hex 2.5.1 in a private MIX_HOME) using the README's `mix hex.repo
+    add` line, then deps.get, compile and greet/0 of ``package``; returns the last result."""
+    home = workdir / "home"
+    home.mkdir(parents=True)
+    env = client_env(home, MIX_HOME=str(workdir / "mix"), HEX_HOME=str(workdir / "hex"), MIX_REBAR3=REBAR3)
+    steps = [(workdir, f"mix archive.install {HEX_ARCHIVE} --force")]
+    (workdir / f"{setup.org}.pem").write_text(requests.get(setup.public_key_url, timeout=30).text)
+    steps.append((workdir, setup.mix_repo_add))
+    app = workdir / "consumer"
+    app.mkdir()
+    (app / "mix.exs").write_text(
+        "defmodule Consumer.MixProject do\n  use Mix.Project\n"
+        f"  def project, do: [app: :consumer, version: \"0.1.0\", deps: [{setup.mix_dep.replace('my_package', package)}]]\n"
+        "end\n")
+    steps += [(app, "mix deps.get"), (app, "mix compile"), (app, f"mix run -e 'IO.puts(:{package}.greet())'")]
+    for cwd, line in steps:
+        result = run_command_line(line, cwd, env)
+        assert result.returncode == 0, f"{line}\n{result.output}"
+    return result
+
+
+def test_publish_with_docs_into_the_organization_then_rebar3_and_mix_fetch_it(hv, setup, project, tmp_path):
+    result = publish(project, setup)
+    assert result.returncode == 0, result.output
+    assert "Published erl_lib 0.1.0" in result.output and "Published docs for erl_lib 0.1.0" in result.output
+    # The server holds the library's sources, in ORG and not in the default organization.
+    served = served_tarball(hv, setup)
+    assert packaged_source(served) == (project.dir / "src" / "erl_lib.erl").read_bytes()
+    assert served_release(hv, setup)["outer_checksum"] == hashlib.sha256(served).digest()
+    assert hv.repo("packages/erl_lib", org="acme").status_code == 404
+    release = hv.api("GET", f"repos/{ORG}/packages/erl_lib/releases/0.1.0").term
+    assert release["has_docs"] is True and release["publisher"]["username"] == "admin"
+    docs = hv.repo("docs/erl_lib-0.1.0.tar.gz", org=ORG, key=setup.repo_key)
+    assert docs.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(docs.content)) as tar:
+        assert b"Says hello." in tar.extractfile("erl_lib.html").read()  # edoc's page for the module
+
+    fetched = rebar3_project(tmp_path / "rebar3", setup.rebar3_config, [("erl_lib", "0.1.0")])
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    assert run_erlang(tmp_path / "rebar3", 'io:format("~s", [erl_lib:greet()])').stdout == "hello from erl_lib 0.1.0"
+    lock = (tmp_path / "rebar3" / "project" / "rebar.lock").read_text()
+    assert hashlib.sha256(served).hexdigest().upper() in lock
+
+    if MIX is None or not HEX_ARCHIVE.is_file():
+        return  # mix is optional here; tests/test_mix*.py cover it where Elixir is installed
+    assert mix_fetch(tmp_path / "mix", setup, "erl_lib").stdout.strip() == "hello from erl_lib 0.1.0"
+
+
+def test_publishing_a_version_again_needs_replace(hv, setup, project):
+    assert publish(project, setup).returncode == 0
+    first = served_tarball(hv, setup)
+    assert b"hello from erl_lib 0.1.0" in packaged_source(first)
+    project.write_app("0.1.0", greeting="hello again")
+
+    refused = publish(project, setup)
+    assert refused.returncode != 0 and "must include the --replace flag" in refused.output, refused.output
+    assert served_tarball(hv, setup) == first
+
+    replaced = publish(project, setup, replace=True)
+    assert replaced.returncode == 0, replaced.output
+    assert "Published erl_lib 0.1.0" in replaced.output
+    swapped = served_tarball(hv, setup)
+    assert b"hello again" in packaged_source(swapped)
+    assert served_release(hv, setup)["outer_checksum"] == hashlib.sha256(swapped).digest()
+    assert hv.api("GET", f"repos/{ORG}/packages/erl_lib/releases/0.1.0").term["has_docs"] is True
+
+
+def test_retire_marks_the_release_in_the_signed_registry(hv, setup, project):
+    assert hv.publish(erlang_package("erl_lib", "0.1.0"), org=ORG).status_code == 201
+    result = project.run(setup.rebar3_retire("erl_lib", "0.1.0"))
+    assert result.returncode == 0, result.output
+    assert "Successfully retired package erl_lib 0.1.0" in result.output
+    assert served_release(hv, setup)["retired"] == {"reason": "security", "message": "CVE-..."}
+    assert hv.api("GET", f"repos/{ORG}/packages/erl_lib").term["retirements"] == {
+        "0.1.0": {"reason": "security", "message": "CVE-..."}}
+
+
+def test_whoami_and_owner_list_use_read_key_and_show_the_profile(hv, setup, project):
+    # A user with no e-mail or full name: users/me leaves them out, as hexpm does, and
+    # rebar3_hex prints its own "private" (it crashed on the nulls Hexvault once sent).
+    bare = project.run(setup.rebar3_whoami)
+    assert bare.returncode == 0, bare.output
+    assert [ORG, "admin", "private", "private"] in [line.split() for line in bare.output.splitlines()]
+
+    accounts.update_profile(hv.admin, email="admin@corp.example", full_name="Ada Admin")
+    whoami = project.run(setup.rebar3_whoami)
+    assert whoami.returncode == 0, whoami.output
+    assert [ORG, "admin", "Ada", "Admin", "admin@corp.example"] in [line.split() for line in whoami.output.splitlines()]
+
+    assert hv.publish(erlang_package("erl_lib", "0.1.0"), org=ORG).status_code == 201
+    owners = project.run(setup.rebar3_owner_list("erl_lib"))
+    assert owners.returncode == 0, owners.output
+    assert "admin (admin@corp.example)" in owners.output.splitlines()
+
+
+def test_whoami_without_read_key_says_so(hv, setup, version, tmp_path):
+    # api_key and HEX_API_KEY never serve whoami: without read_key the plugin refuses.
+    config = setup.rebar3_config.replace(f'read_key => <<"{setup.read_key}">>', f'api_key => <<"{hv.api_key}">>')
+    project = Rebar3HexProject(tmp_path, version, config, clientsetup.REBAR3_HEX_PROJECT_CONFIG)
+    result = project.run(f"HEX_API_KEY={hv.api_key} {setup.rebar3_whoami}")
+    assert result.returncode != 0
+    assert "Not authenticated as any user currently for this repository" in result.output, result.output
