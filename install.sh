@@ -22,6 +22,8 @@ Development (--dev):
   --data-dir DIR      data directory (default: ./data in the repository)
   --port PORT         port to serve on (default: 8000)
   --admin NAME        admin user made on first run (default: admin)
+  --admin-email ADDR  that admin's e-mail (mix hex.owner list shows owners by e-mail)
+  --admin-full-name N that admin's full name (rebar3 hex user whoami shows it)
   --org NAME          organization made on first run (default: acme)
   --wheelhouse DIR    install offline from a directory of wheels (see scripts/wheelhouse.sh)
   --no-serve          set up and initialize only, do not start the server
@@ -48,6 +50,8 @@ Production (as root):
   --base-url URL      URL clients use to reach the server
                       (default: http://\$(hostname -f):PORT)
   --admin NAME        admin user made on first run (default: admin)
+  --admin-email ADDR  that admin's e-mail; later: hexvault user update NAME --email ADDR
+  --admin-full-name N that admin's full name; later: hexvault user update NAME --full-name N
   --org NAME          organization made on first run (default: acme)
   --wheelhouse DIR    install fully offline from a directory holding the hexvault wheel and
                       all dependency wheels (made by scripts/wheelhouse.sh); without it the
@@ -93,7 +97,7 @@ die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 MODE=prod
 DATA_DIR="" PORT="" HOST="" BASE_URL="" WHEELHOUSE="" PYTHON=""
 PREFIX="" CONFIG_DIR="" SVC_USER="" UNIT_DIR="" BIN_DIR=""
-ADMIN=admin ORG=acme NO_SERVE=0 NO_START=0
+ADMIN=admin ADMIN_EMAIL="" ADMIN_FULL_NAME="" ORG=acme NO_SERVE=0 NO_START=0
 TLS_CERT="" TLS_KEY="" TLS_CA="" TLS_SELF=0 HTTPS_PORT="" HTTP_PORT="" NGINX_DIR="" NGINX_USER=""
 prod_only=() dev_only=()
 
@@ -112,6 +116,8 @@ while [ "$#" -gt 0 ]; do
         --host) need_value "$@"; HOST="$2"; shift ;;
         --base-url) need_value "$@"; BASE_URL="$2"; shift ;;
         --admin) need_value "$@"; ADMIN="$2"; shift ;;
+        --admin-email) need_value "$@"; ADMIN_EMAIL="$2"; shift ;;
+        --admin-full-name) need_value "$@"; ADMIN_FULL_NAME="$2"; shift ;;
         --org) need_value "$@"; ORG="$2"; shift ;;
         --wheelhouse) need_value "$@"; WHEELHOUSE="$2"; shift ;;
         --python) need_value "$@"; PYTHON="$2"; shift ;;
@@ -155,6 +161,9 @@ fi
 [ -z "$TLS_CA" ] || [ "$TLS" = cert ] || die "--tls-ca goes with --tls-cert (--tls-self-signed makes its own CA)"
 [ -z "$TLS_CA" ] || [ -r "$TLS_CA" ] || die "cannot read the CA certificate $TLS_CA"
 [ -n "$ORG" ] || die "--org must not be empty"
+INIT_ARGS=(--admin "$ADMIN" --org "$ORG")
+[ -z "$ADMIN_EMAIL" ] || INIT_ARGS+=(--admin-email "$ADMIN_EMAIL")
+[ -z "$ADMIN_FULL_NAME" ] || INIT_ARGS+=(--admin-full-name "$ADMIN_FULL_NAME")
 
 abspath() {  # absolute path of $1 (which need not exist), relative to the current directory
     case "$1" in
@@ -244,7 +253,7 @@ dev_install() {
             chmod 0700 "$DATA_DIR"
         fi
         [ "$TLS" != self ] || "$venv/bin/hexvault" front self-signed --dir "$DATA_DIR/tls" --host localhost --host 127.0.0.1
-        "$venv/bin/hexvault" init --admin "$ADMIN" --org "$ORG"
+        "$venv/bin/hexvault" init "${INIT_ARGS[@]}"
     fi
 
     if [ "$TLS" = self ]; then
@@ -628,7 +637,7 @@ EOF
     else
         say "initializing $DATA_DIR as $SVC_USER (admin: $ADMIN, organization: $ORG)"
         say "the admin password below is shown only once: store it safely"
-        (umask 027 && as_service_user "$venv/bin/hexvault" init --admin "$ADMIN" --org "$ORG")
+        (umask 027 && as_service_user "$venv/bin/hexvault" init "${INIT_ARGS[@]}")
         [ -e "$DATA_DIR/hexvault.db" ] || warn "hexvault init finished but $DATA_DIR/hexvault.db does not exist"
     fi
 

@@ -95,3 +95,24 @@ def test_init_closes_a_data_dir_made_beforehand_with_umask_022(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o750
+
+
+def test_admin_and_users_get_the_email_and_full_name_the_hex_api_shows(tmp_path):
+    init = run(tmp_path, "init", "--admin", "root", "--admin-email", "root@corp.example",
+               "--admin-full-name", "Root  Admin")
+    assert init.exit_code == 0, init.output
+    assert "root\troot@corp.example\tRoot Admin\tadmin" in run(tmp_path, "user", "list").output
+    created = run(tmp_path, "user", "create", "alice", "--password", "alice-password", "--full-name", "Alice")
+    assert created.exit_code == 0, created.output
+    assert "alice\t-\tAlice\t-" in run(tmp_path, "user", "list").output
+    updated = run(tmp_path, "user", "update", "alice", "--email", "alice@corp.example")
+    assert updated.exit_code == 0 and "alice\talice@corp.example\tAlice" in updated.output, updated.output
+    cleared = run(tmp_path, "user", "update", "alice", "--full-name", "")
+    assert cleared.exit_code == 0 and "alice\talice@corp.example\t-" in cleared.output, cleared.output
+    bad = run(tmp_path, "user", "update", "alice", "--email", "not an address")
+    assert bad.exit_code == 1 and "email: must look like name@host" in bad.output
+    assert "alice\talice@corp.example\t-" in run(tmp_path, "user", "list").output
+    nothing = run(tmp_path, "user", "update", "alice")
+    assert nothing.exit_code == 1 and "--email and/or --full-name" in nothing.output
+    missing = run(tmp_path, "user", "update", "nobody", "--email", "n@corp.example")
+    assert missing.exit_code == 1 and "no user named nobody" in missing.output

@@ -68,7 +68,8 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     dirs = {"--prefix": root / "opt", "--data-dir": root / "data", "--config-dir": root / "etc",
             "--unit-dir": root / "units", "--bin-dir": root / "bin"}
     args = [str(wheelhouse / "install.sh"), "--wheelhouse", str(wheelhouse), "--user", service_user,
-            "--host", "127.0.0.1", "--port", str(port), "--base-url", f"http://127.0.0.1:{port}", "--no-start"]
+            "--host", "127.0.0.1", "--port", str(port), "--base-url", f"http://127.0.0.1:{port}", "--no-start",
+            "--admin-email", "ops@corp.example", "--admin-full-name", "Ops Team"]
     for option, path in dirs.items():
         args += [option, str(path)]
     first = subprocess.run(offline_prefix() + args, capture_output=True, text=True, timeout=600, cwd=root)
@@ -76,6 +77,7 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     assert first.returncode == 0, output[-3000:]
     assert re.search(r"Admin password:\s+\S{12,}", output)
     repo_key = re.search(r"Repository key:\s+([0-9a-f]{32})", output).group(1)
+    api_key = re.search(r"API key:\s+([0-9a-f]{32})", output).group(1)
     assert f"mix hex.repo add acme http://127.0.0.1:{port}/repos/acme --public-key acme.pem" in output
 
     user = pwd.getpwnam(service_user)
@@ -126,6 +128,10 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
         asked = subprocess.run(["runuser", "-u", service_user, "--", "env", f"HEXVAULT_CONFIG={config}", *health],
                                capture_output=True, text=True, timeout=90)
         assert asked.returncode == 0 and asked.stdout.strip().endswith("/healthz: ok"), asked.stdout + asked.stderr
+        # The first admin has the e-mail and name given to install.sh (owner lists and whoami show them).
+        me = requests.get(f"http://127.0.0.1:{port}/api/users/me", timeout=10,
+                          headers={"authorization": api_key, "accept": "application/json"}).json()
+        assert (me["email"], me["full_name"]) == ("ops@corp.example", "Ops Team")
         # The admin command runs the CLI as the service user with the installed config, even for
         # root, so what it writes (here, an organization and its registry files) stays the service's.
         admin = dirs["--bin-dir"] / "hexvault"

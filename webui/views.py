@@ -193,7 +193,8 @@ def users():
     require_admin()
     if request.method == "POST":
         user = accounts.create_user(request.form.get("username"), request.form.get("password"),
-                                    email=request.form.get("email"), is_admin=bool(request.form.get("is_admin")),
+                                    email=request.form.get("email"), full_name=request.form.get("full_name"),
+                                    is_admin=bool(request.form.get("is_admin")),
                                     rounds=runtime().config.bcrypt_rounds, actor=actor())
         flash(f"User {user.username} created.", "info")
         return redirect(url_for("webui.users"))

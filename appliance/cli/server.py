@@ -17,9 +17,11 @@ from appliance.models import SigningKey
 @click.option("--admin", "admin_name", default="admin", show_default=True, help="Username of the first admin.")
 @click.option("--admin-password", envvar="HEXVAULT_ADMIN_PASSWORD",
               help="Password of the first admin (env HEXVAULT_ADMIN_PASSWORD); generated when absent.")
+@click.option("--admin-email", help="E-mail of the first admin (what `mix hex.owner list` shows).")
+@click.option("--admin-full-name", help="Full name of the first admin (`rebar3 hex user whoami` shows it).")
 @click.option("--org", "org_name", default="acme", show_default=True, help="First organization.")
 @click.pass_obj
-def init(ctx, admin_name, admin_password, org_name):
+def init(ctx, admin_name, admin_password, admin_email, admin_full_name, org_name):
     """Create the data directory, signing key, first admin, organization and keys."""
     from appliance.runtime import initialize, is_initialized
 
@@ -32,7 +34,8 @@ def init(ctx, admin_name, admin_password, org_name):
         with database.connection_context():
             generated = admin_password is None
             password = admin_password or accounts.generate_password()
-            admin = accounts.create_user(admin_name, password, is_admin=True, rounds=config.bcrypt_rounds)
+            admin = accounts.create_user(admin_name, password, email=admin_email, full_name=admin_full_name,
+                                         is_admin=True, rounds=config.bcrypt_rounds)
             org = orgs.create(org_name)
             orgs.add_member(org, admin, "admin")
             registry_builder.ensure_index(rt, org)

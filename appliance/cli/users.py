@@ -26,22 +26,44 @@ def _read_password(password):
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
+def _email_option(fn):
+    return click.option("--email", help="E-mail the Hex API shows (`mix hex.owner list`, whoami).")(fn)
+
+
+def _full_name_option(fn):
+    return click.option("--full-name", help="Full name the Hex API shows (`rebar3 hex user whoami`).")(fn)
+
+
 @command(user, "create")
 @click.argument("username")
 @_password_option
-@click.option("--email")
+@_email_option
+@_full_name_option
 @click.option("--admin", is_flag=True, help="Appliance administrator (all organizations).")
-def user_create(rt, username, password, email, admin):
-    created = accounts.create_user(username, _read_password(password), email=email, is_admin=admin,
-                                   rounds=rt.config.bcrypt_rounds)
+def user_create(rt, username, password, email, full_name, admin):
+    created = accounts.create_user(username, _read_password(password), email=email, full_name=full_name,
+                                   is_admin=admin, rounds=rt.config.bcrypt_rounds)
     click.echo(f"created user {created.username}" + (" (admin)" if admin else ""))
+
+
+@command(user, "update")
+@click.argument("username")
+@_email_option
+@_full_name_option
+def user_update(rt, username, email, full_name):
+    """Set a user's e-mail and/or full name ("" clears one)."""
+    changes = {k: v for k, v in (("email", email), ("full_name", full_name)) if v is not None}
+    if not changes:
+        fail("nothing to change: give --email and/or --full-name")
+    updated = accounts.update_profile(accounts.get_user(username), **changes)
+    click.echo(f"{updated.username}\t{updated.email or '-'}\t{updated.full_name or '-'}")
 
 
 @command(user, "list")
 def user_list(rt):
     for u in accounts.list_users():
         flags = ",".join(f for f, on in (("admin", u.is_admin), ("disabled", u.disabled_at)) if on)
-        click.echo(f"{u.username}\t{u.email or '-'}\t{flags or '-'}")
+        click.echo(f"{u.username}\t{u.email or '-'}\t{u.full_name or '-'}\t{flags or '-'}")
 
 
 @command(user, "disable")
