@@ -48,9 +48,10 @@ class LiveServer:
         self.server = None
         self.thread = None
 
-    def start(self, app, config=None):
-        self.server = serving.create_server(app, config, sockets=[self.socket], threads=8,
-                                            max_request_body_size=64 * 1024 * 1024)
+    def start(self, app, config=None, **options):
+        """``options`` override the tests' waitress settings (8 threads, 64 MiB bodies)."""
+        options = dict(dict(threads=8, max_request_body_size=64 * 1024 * 1024), **options)
+        self.server = serving.create_server(app, config, sockets=[self.socket], **options)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         return self

@@ -9,14 +9,17 @@ every case checks the server's state, never the plugin's words alone.
 
 import hashlib
 import io
+import random
 import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 import requests
 
-from appliance import accounts, clientsetup, keys, orgs, registry_builder
+from appliance import accounts, clientsetup, create_app, keys, orgs, registry_builder, serving
 from appliance.models import SigningKey
+from tests.conftest import LiveServer
 from tests.driver import erlang_package
 from tests.rebar3 import (CLIENTS, REBAR3, REBAR3_HEX_VERSIONS, Rebar3HexProject, client_env, rebar3_hex_missing,
                           rebar3_project, run_command_line, run_erlang)
@@ -101,7 +104,7 @@ def mix_fetch(workdir, setup, package):
     return result
 
 
-def test_publish_with_docs_into_the_organization_then_rebar3_and_mix_fetch_it(hv, setup, project, tmp_path):
+def test_publish_with_docs_into_the_organization_then_rebar3_fetches_it(hv, setup, project, tmp_path):
     result = publish(project, setup)
     assert result.returncode == 0, result.output
     assert "Published erl_lib 0.1.0" in result.output and "Published docs for erl_lib 0.1.0" in result.output
@@ -123,9 +126,16 @@ def test_publish_with_docs_into_the_organization_then_rebar3_and_mix_fetch_it(hv
     lock = (tmp_path / "rebar3" / "project" / "rebar.lock").read_text()
     assert hashlib.sha256(served).hexdigest().upper() in lock
 
+
+def test_mix_fetches_and_compiles_what_rebar3_hex_published(hv, setup, project, tmp_path):
     if MIX is None or not HEX_ARCHIVE.is_file():
-        return  # mix is optional here; tests/test_mix*.py cover it where Elixir is installed
-    assert mix_fetch(tmp_path / "mix", setup, "erl_lib").stdout.strip() == "hello from erl_lib 0.1.0"
+        pytest.skip(f"mix or {HEX_ARCHIVE.name} is missing (scripts/test.sh installs Debian's elixir)")
+    assert publish(project, setup).returncode == 0
+    assert served_release(hv, setup)["version"] == "0.1.0"
+    greeted = mix_fetch(tmp_path / "mix", setup, "erl_lib")
+    assert greeted.stdout.strip().splitlines()[-1] == "hello from erl_lib 0.1.0", greeted.output
+    lock = (tmp_path / "mix" / "consumer" / "mix.lock").read_text()
+    assert hashlib.sha256(served_tarball(hv, setup)).hexdigest() in lock and f'"{ORG}"' in lock
 
 
 def test_publishing_a_version_again_needs_replace(hv, setup, project):
@@ -175,10 +185,60 @@ def test_whoami_and_owner_list_use_read_key_and_show_the_profile(hv, setup, proj
     assert "admin (admin@corp.example)" in owners.output.splitlines()
 
 
-def test_whoami_without_read_key_says_so(hv, setup, version, tmp_path):
-    # api_key and HEX_API_KEY never serve whoami: without read_key the plugin refuses.
+def test_api_key_in_the_entry_publishes_but_never_serves_whoami(hv, setup, version, tmp_path):
+    # The README's alternative to HEX_API_KEY: api_key in the repos entry. whoami and owner list
+    # read only read_key, so without it the plugin refuses, even with HEX_API_KEY set.
     config = setup.rebar3_config.replace(f'read_key => <<"{setup.read_key}">>', f'api_key => <<"{hv.api_key}">>')
     project = Rebar3HexProject(tmp_path, version, config, clientsetup.REBAR3_HEX_PROJECT_CONFIG)
-    result = project.run(f"HEX_API_KEY={hv.api_key} {setup.rebar3_whoami}")
+    published = project.run(f"rebar3 hex publish --repo {ORG}", input="Y\n")
+    assert published.returncode == 0, published.output
+    assert served_release(hv, setup)["version"] == "0.1.0"
+    whoami = project.run(f"HEX_API_KEY={hv.api_key} {setup.rebar3_whoami}")
+    assert whoami.returncode != 0
+    assert "Not authenticated as any user currently for this repository" in whoami.output, whoami.output
+
+
+def test_without_api_repository_the_plugin_publishes_into_the_default_organization(hv, setup, version, tmp_path):
+    # Why the README's entry carries api_repository: --repo picks the entry (keys, URLs), but
+    # the plugin's API calls then go to /api/..., which means the default organization.
+    config = setup.rebar3_config.replace(f'    api_repository => <<"{ORG}">>,\n', "")
+    assert config != setup.rebar3_config
+    project = Rebar3HexProject(tmp_path, version, config, clientsetup.REBAR3_HEX_PROJECT_CONFIG)
+    result = publish(project, setup)
+    assert result.returncode == 0 and f"Publishing erl_lib 0.1.0 to {ORG}" in result.output, result.output
+    assert hv.registry_package("erl_lib", org="acme")["releases"][0]["version"] == "0.1.0"
+    assert hv.repo("packages/erl_lib", org=ORG, key=setup.repo_key).status_code == 404
+
+
+def test_an_upload_waitress_refuses_still_reads_published(hv, setup, version, tmp_path):
+    # `hexvault serve` lets waitress refuse bodies over max_tarball_size + 1 MiB with a 413,
+    # before Hexvault sees them; rebar3_hex knows no 413 and reports the package published.
+    small = hv.runtime.config.with_updates(max_tarball_size=64 * 1024)
+    hv.runtime.config = small
+    server = LiveServer()
+    server.start(create_app(small, hv.runtime), small,
+                 max_request_body_size=serving.waitress_options(small)["max_request_body_size"])
+    try:
+        there = clientsetup.for_org(server.url, ORG, setup.public_key_pem, setup.fingerprint,
+                                    repo_key=setup.repo_key, api_key=setup.api_key, read_key=setup.read_key)
+        project = Rebar3HexProject(tmp_path, version, there.rebar3_config, clientsetup.REBAR3_HEX_PROJECT_CONFIG)
+        (project.dir / "priv").mkdir()
+        (project.dir / "priv" / "blob.bin").write_bytes(random.Random(7).randbytes(1200 * 1024))
+        result = publish(project, there)
+    finally:
+        server.stop()
+    assert "Published erl_lib 0.1.0" in result.output, result.output
+    # Only the docs upload that follows fails, on the release that is not there.
     assert result.returncode != 0
-    assert "Not authenticated as any user currently for this repository" in result.output, result.output
+    assert "Failed to publish docs for erl_lib - 0.1.0 : release erl_lib 0.1.0 does not exist" in result.output
+    assert hv.api("GET", f"repos/{ORG}/packages/erl_lib").status_code == 404
+    assert hv.repo("packages/erl_lib", org=ORG, key=setup.repo_key).status_code == 404
+
+
+def test_the_readme_shows_the_rebar3_hex_setup_these_tests_run():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = clientsetup.for_org("http://hex.corp:8000", "acme", "-----BEGIN PUBLIC KEY-----\n...", "SHA256:...",
+                                repo_key="REPOSITORY_KEY", api_key="API_KEY", read_key="API_READ_KEY")
+    assert f"```erlang\n{shown.rebar3_config}\n```" in readme
+    assert f"```erlang\n{clientsetup.REBAR3_HEX_PROJECT_CONFIG}\n```" in readme
+    assert f"```sh\n{shown.rebar3_hex_commands()}\n```" in readme
