@@ -232,6 +232,21 @@ def test_org_page_client_commands_name_urls_that_serve_the_repository(hv, web):
     assert hv.http.get(f"{plain}/names", headers={"authorization": hv.repo_key}).status_code == 200
 
 
+def test_org_page_shows_the_rebar3_hex_commands_the_client_tests_run(hv, web):
+    import html
+
+    from appliance import clientsetup
+    from appliance.models import SigningKey
+
+    page = web.get("/admin/orgs/acme").text
+    signing = SigningKey.current()
+    setup = clientsetup.for_org(hv.url, "acme", signing.public_pem, signing.fingerprint)
+    for block_id, expected in (("rebar3-setup", setup.rebar3_config), ("rebar3-hex", setup.rebar3_hex_commands())):
+        block = html.unescape(re.search(rf'<pre id="{block_id}">(.*?)</pre>', page, re.S).group(1))
+        assert block == expected
+    assert "HEX_API_KEY=<API_KEY> rebar3 hex publish --repo acme" in html.unescape(page)
+
+
 @pytest.mark.parametrize("target,expected", [
     ("/admin/orgs/acme", "/admin/orgs/acme"),
     ("/%09/evil.example", "/admin/"), ("/\t/evil.example", "/admin/"), ("/\\evil.example", "/admin/"),
