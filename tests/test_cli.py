@@ -111,6 +111,8 @@ def test_admin_and_users_get_the_email_and_full_name_the_hex_api_shows(tmp_path)
     assert cleared.exit_code == 0 and "alice\talice@corp.example\t-" in cleared.output, cleared.output
     bad = run(tmp_path, "user", "update", "alice", "--email", "not an address")
     assert bad.exit_code == 1 and "email: must look like name@host" in bad.output
+    control = run(tmp_path, "user", "update", "alice", "--full-name", "Alice\nmallory\tadmin")
+    assert control.exit_code == 1 and "no control characters" in control.output
     assert "alice\talice@corp.example\t-" in run(tmp_path, "user", "list").output
     nothing = run(tmp_path, "user", "update", "alice")
     assert nothing.exit_code == 1 and "--email and/or --full-name" in nothing.output
