@@ -43,9 +43,9 @@ def test_org_user_key_lifecycle_and_check(tmp_path):
     assert run(tmp_path, "org", "add-member", "beta", "alice", "--role", "read").exit_code == 0
     assert "alice\tread" in run(tmp_path, "org", "members", "beta").output
     assert run(tmp_path, "user", "disable", "alice").exit_code == 0
-    assert "alice\t-\tdisabled" in run(tmp_path, "user", "list").output
+    assert "alice\t-\t-\tdisabled" in run(tmp_path, "user", "list").output  # name, e-mail, full name, flags
     assert run(tmp_path, "user", "enable", "alice").exit_code == 0
-    assert "alice\t-\t-" in run(tmp_path, "user", "list").output
+    assert "alice\t-\t-\t-" in run(tmp_path, "user", "list").output
     assert run(tmp_path, "user", "disable", "nobody").exit_code == 1
     created = run(tmp_path, "key", "create", "ci", "--org", "beta", "-p", "repository:beta")
     assert created.exit_code == 0 and re.search(r"key ci: [0-9a-f]{32}", created.output)
