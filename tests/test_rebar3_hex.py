@@ -10,22 +10,18 @@ every case checks the server's state, never the plugin's words alone.
 import hashlib
 import io
 import random
-import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
-import requests
 
 from appliance import accounts, clientsetup, create_app, keys, orgs, registry_builder, serving
 from appliance.models import SigningKey
 from tests.conftest import LiveServer
 from tests.driver import erlang_package
-from tests.rebar3 import (CLIENTS, REBAR3, REBAR3_HEX_VERSIONS, Rebar3HexProject, client_env, rebar3_hex_missing,
-                          rebar3_project, run_command_line, run_erlang)
+from tests.mixclient import MixClient, mix_project, requires_hex, run_elixir
+from tests.rebar3 import REBAR3_HEX_VERSIONS, Rebar3HexProject, rebar3_hex_missing, rebar3_project, run_erlang
 
-MIX = shutil.which("mix")
-HEX_ARCHIVE = CLIENTS / "hex-2.5.1.ez"
 ORG = "beta"  # not the default organization (acme): a publish that ignores --repo lands elsewhere
 
 
@@ -82,28 +78,6 @@ def packaged_source(data, name="erl_lib"):
         return inner.extractfile(f"src/{name}.erl").read()
 
 
-def mix_fetch(workdir, setup, package):
-    """A fresh mix project (Hex 2.5.1 in a private MIX_HOME) using the README's `mix hex.repo
-    add` line, then deps.get, compile and greet/0 of ``package``; returns the last result."""
-    home = workdir / "home"
-    home.mkdir(parents=True)
-    env = client_env(home, MIX_HOME=str(workdir / "mix"), HEX_HOME=str(workdir / "hex"), MIX_REBAR3=REBAR3)
-    steps = [(workdir, f"mix archive.install {HEX_ARCHIVE} --force")]
-    (workdir / f"{setup.org}.pem").write_text(requests.get(setup.public_key_url, timeout=30).text)
-    steps.append((workdir, setup.mix_repo_add))
-    app = workdir / "consumer"
-    app.mkdir()
-    (app / "mix.exs").write_text(
-        "defmodule Consumer.MixProject do\n  use Mix.Project\n"
-        f"  def project, do: [app: :consumer, version: \"0.1.0\", deps: [{setup.mix_dep.replace('my_package', package)}]]\n"
-        "end\n")
-    steps += [(app, "mix deps.get"), (app, "mix compile"), (app, f"mix run -e 'IO.puts(:{package}.greet())'")]
-    for cwd, line in steps:
-        result = run_command_line(line, cwd, env)
-        assert result.returncode == 0, f"{line}\n{result.output}"
-    return result
-
-
 def test_publish_with_docs_into_the_organization_then_rebar3_fetches_it(hv, setup, project, tmp_path):
     result = publish(project, setup)
     assert result.returncode == 0, result.output
@@ -127,14 +101,22 @@ def test_publish_with_docs_into_the_organization_then_rebar3_fetches_it(hv, setu
     assert hashlib.sha256(served).hexdigest().upper() in lock
 
 
-def test_mix_fetches_and_compiles_what_rebar3_hex_published(hv, setup, project, tmp_path):
-    if MIX is None or not HEX_ARCHIVE.is_file():
-        pytest.skip(f"mix or {HEX_ARCHIVE.name} is missing (scripts/test.sh installs Debian's elixir)")
+@requires_hex("2.5.1")
+def test_mix_fetches_and_compiles_what_rebar3_hex_published(hv, setup, project, hex_installs, tmp_path):
     assert publish(project, setup).returncode == 0
     assert served_release(hv, setup)["version"] == "0.1.0"
-    greeted = mix_fetch(tmp_path / "mix", setup, "erl_lib")
-    assert greeted.stdout.strip().splitlines()[-1] == "hello from erl_lib 0.1.0", greeted.output
-    lock = (tmp_path / "mix" / "consumer" / "mix.lock").read_text()
+    # A fresh machine with Hex 2.5.1 follows the set-up page: save the key, add the repo.
+    client = MixClient(tmp_path / "mix", "2.5.1", hex_installs)
+    for line in (setup.save_public_key, setup.mix_repo_add):
+        assert client.shell(line).ok, line
+    consumer = mix_project(tmp_path / "mix", "consumer", deps=[setup.mix_dep.replace("my_package", "erl_lib")],
+                           docs=False)
+    for step in ("deps.get", "compile"):
+        done = client.mix(step, cwd=consumer)
+        assert done.ok, str(done)
+    greeted = run_elixir(client, consumer, "IO.puts(:erl_lib.greet())")
+    assert greeted.ok and greeted.output.strip().splitlines()[-1] == "hello from erl_lib 0.1.0", str(greeted)
+    lock = (consumer / "mix.lock").read_text()
     assert hashlib.sha256(served_tarball(hv, setup)).hexdigest() in lock and f'"{ORG}"' in lock
 
 
