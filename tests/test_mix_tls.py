@@ -49,3 +49,28 @@ def test_mix_trusts_the_company_ca_and_fetches_over_https(fronted, hex_installs,
     assert got.ok and "* Getting hello (Hex package)" in got.output, got
     assert client.mix("compile", cwd=app).ok
     assert run_elixir(client, app, "IO.puts(:hello.greet())").output.strip().endswith("hello from hello 0.1.0")
+
+
+def test_mix_publishes_package_and_docs_over_https(fronted, hex_installs, tmp_path):  # noqa: F811
+    """mix sends Expect: 100-continue on publish; nginx answers it and buffers the body, then
+    Hexvault sees one whole request. Without the CA the API refuses to talk at all."""
+    hv = fronted.hv
+    ca = clientsetup.company_ca(fronted.runtime.config)
+    setup = clientsetup.for_org(hv.url, "acme", hv.public_key_pem, signing.fingerprint(hv.public_key),
+                                repo_key=hv.repo_key, api_key=hv.api_key, ca=ca)
+    env = {"HEX_API_URL": setup.api_url, "HEX_API_KEY": hv.api_key}
+    project = mix_project(tmp_path / "src", "greeter")
+
+    stranger = MixClient(tmp_path / "stranger", VERSION, hex_installs)
+    refused = stranger.mix("hex.publish", "--organization", "acme", "--yes", cwd=project, env=env)
+    assert refused.code != 0 and "Unknown CA" in refused.output, refused
+    assert hv.api("GET", "repos/acme/packages/greeter").status_code == 404
+
+    client = MixClient(tmp_path / "machine", VERSION, hex_installs)
+    for line in (setup.save_ca, setup.mix_trust_ca):
+        assert client.shell(line).ok
+    done = client.mix("hex.publish", "--organization", "acme", "--yes", cwd=project, env=env)
+    assert done.ok and "Package published to" in done.output, done
+    release = hv.api("GET", "repos/acme/packages/greeter/releases/0.1.0")
+    assert release.status_code == 200 and release.term["has_docs"] is True
+    assert [r["version"] for r in hv.registry_package("greeter")["releases"]] == ["0.1.0"]
