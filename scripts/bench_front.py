@@ -6,9 +6,9 @@ Not a benchmark itself: scripts/bench_registry.py and scripts/bench_client.py us
 
 import os
 import shutil
-import socket
 import subprocess
-import time
+
+from bench_registry import free_port, wait_ready
 
 from appliance import front
 from appliance.front import selfsigned
@@ -42,23 +42,6 @@ http {
   }
 }
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(port, deadline=30.0):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def make_tls(workdir):
