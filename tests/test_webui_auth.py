@@ -267,3 +267,26 @@ def test_key_pages_name_only_the_callers_keys(hv, web_world):
     page = web_world["sessions"]["write member"].get("/admin/keys").text
     assert "admin-revoke" not in page and "deploy-revoke" not in page
     assert re.search(r"/admin/keys/\d+/revoke", page) is None  # the writer has no keys yet
+
+
+def test_a_user_key_never_carries_more_than_its_user_holds(hv, web_world):
+    reader = web_world["sessions"]["read member"]
+    for form in ({"name": "wide", "repository": "beta"}, {"name": "wide", "repository": "nosuch"}):
+        response = reader.post("/admin/keys", form)
+        assert response.status_code == 403 and "you cannot grant repository:" in response.text
+    assert keys.list_for(user=web_world["people"]["reader"]) == []
+    assert reader.post("/admin/keys", {"name": "own", "repository": "acme"}).status_code == 201
+
+
+def test_the_audit_log_shows_organization_admins_only_their_organizations(hv, web_world):
+    for caller in ("read member", "write member"):
+        refused_page = web_world["sessions"][caller].get("/admin/audit?org=acme")
+        assert refused_page.status_code == 403 and "Only organization administrators" in refused_page.text
+    orgadmin = WebSession(hv.url)
+    assert orgadmin.login("orgadmin", "orgadmin-password").status_code == 200
+    page = orgadmin.get("/admin/audit?org=beta")  # asks for another organization: gets its own
+    assert page.status_code == 200 and 'name="org" placeholder="organization" value="acme"' in page.text
+    assert "<td>acme</td>" in page.text and "<td>beta</td>" not in page.text
+    admin = WebSession(hv.url)
+    admin.login()
+    assert "<td>beta</td>" in admin.get("/admin/audit?org=beta").text  # the rows exist
