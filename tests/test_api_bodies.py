@@ -80,3 +80,15 @@ def test_undecodable_bodies_get_a_400_without_credentials_or_with_them(hv):
                         headers={"content-type": "application/json", "accept": "application/json"})
     assert deep.status_code == 400 and deep.json()["message"] == "Bad request: body is nested too deeply"
     assert hv.repo("names").status_code == 200
+
+
+def test_bodies_over_the_limit_are_refused_unread(hv):
+    from appliance.routes.responses import MAX_BODY
+
+    # Valid JSON, so only the size check can refuse it (a read body would fail on the name instead).
+    body = json.dumps({"name": "k" * MAX_BODY, "permissions": [{"domain": "api", "resource": "read"}]})
+    for path in ("/api/keys", "/api/orgs/acme/keys", "/api/oauth/token"):
+        response = hv.http.post(hv.url + path, data=body, headers={
+            "authorization": hv.api_key, "content-type": "application/json", "accept": "application/json"})
+        assert response.status_code == 422, (path, response.text[:200])
+        assert response.json()["errors"] == {"body": "too large"}
