@@ -36,6 +36,17 @@ def test_secret_is_stored_only_as_hmac(world):
     assert keys.authenticate(rt.app_secret, secret).id == key.id
 
 
+def test_both_halves_of_the_hmac_must_match(world):
+    """The first half only finds the row; a row whose second half differs (as for a secret
+    matching on the indexed half alone) does not authenticate."""
+    rt = world["rt"]
+    key, secret = keys.create(rt.app_secret, "ci", [["api", "write"]], user=world["alice"])
+    Key.update(secret_second="0" * 32).where(Key.id == key.id).execute()
+    with pytest.raises(Unauthenticated, match="invalid API key"):
+        keys.authenticate(rt.app_secret, secret)
+    assert keys.find(rt.app_secret, secret) is None
+
+
 def test_unknown_and_revoked_keys_get_hexpm_messages(world):
     rt = world["rt"]
     key, secret = keys.create(rt.app_secret, "ci", [["api", None]], user=world["alice"])
