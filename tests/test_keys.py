@@ -57,6 +57,15 @@ def test_unknown_and_revoked_keys_get_hexpm_messages(world):
         keys.authenticate(rt.app_secret, secret)
 
 
+def test_a_revoked_key_cannot_be_rotated_back_to_life(world):
+    rt = world["rt"]
+    key, _secret = keys.create(rt.app_secret, "ci", [["api", "write"]], user=world["alice"])
+    keys.revoke(key)
+    with pytest.raises(Conflict, match="already rotated or revoked"):
+        keys.rotate(rt.app_secret, keys.get_by_id(key.id))
+    assert keys.list_for(user=world["alice"], include_revoked=False) == []
+
+
 def test_rotate_replaces_secret_and_kills_old_one_at_once(world):
     rt = world["rt"]
     key, old = keys.create(rt.app_secret, "deploy", [["repository", "acme"]], organization=world["acme"])
