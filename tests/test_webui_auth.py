@@ -257,8 +257,9 @@ def test_a_disabled_user_is_refused_everywhere_until_enabled(hv, web_world):
     # An administrator cannot lock themselves out this way.
     own = admin.post("/admin/users/admin/disabled", {"disabled": "1"})
     assert own.status_code == 422 and accounts.get_user("admin").disabled_at is None
-    # Enabled again, everything works again.
+    # Enabled again, everything works again, except the sessions disabling ended.
     assert admin.post("/admin/users/leaver/disabled", {"disabled": "0"}).status_code == 200
+    assert session.get("/admin/keys", allow_redirects=False).status_code == 302
     assert WebSession(hv.url).login("leaver", "leaver-password").status_code == 200
     assert hv.api("GET", "users/me", key=api_key).status_code == 200
 
