@@ -1,15 +1,21 @@
-"""Users: creation, bcrypt passwords, login checks."""
+"""Users: creation, bcrypt passwords, login checks, and the one place an identity from the
+company directory (appliance/identity) becomes a user, with the memberships its groups grant."""
 
+import logging
 import re
 import secrets
 
 import bcrypt
 import peewee
 
-from appliance import audit, sessions
+from appliance import audit, identity, sessions
 from appliance.db import write_tx
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
-from appliance.models import User, utcnow
+from appliance.models import Key, Membership, Organization, User, utcnow
+
+log = logging.getLogger(__name__)
+DIRECTORY = audit.AuditContext(via="ldap")  # who acts when the directory decides
+BAD_LOGIN = "invalid username and password combination"
 
 USERNAME_RE = re.compile(r"[a-z0-9_\-.]{3,40}")  # fullmatch
 MIN_PASSWORD = 8
@@ -144,14 +150,87 @@ def _dummy_hash(rounds):
     return _DUMMY_HASHES[rounds]
 
 
-def check_login(username, password, rounds=12):
+def check_login(username, password, rounds=12, directory=None):
     """The user for a correct username and password, else Unauthenticated (same message either
-    way). ``rounds`` is the configured bcrypt cost: an unknown user costs the same check."""
+    way). ``rounds`` is the configured bcrypt cost: an unknown user costs the same check.
+
+    A local account is checked here and only here, so a directory outage never locks out a local
+    (break-glass) admin. Any other name goes to ``directory`` (an identity provider) when there is
+    one: DirectoryUnavailable passes through, and no login is accepted without its answer."""
     user = User.get_or_none(User.username == canonical_username(username))
+    if directory is not None and (user is None or user.auth_source != identity.LOCAL):
+        return _check_directory_login(directory, username, password)
     candidate = (password or "").encode()[:MAX_PASSWORD_BYTES]
     if user is None or not user.password_hash or user.disabled_at is not None:
         bcrypt.checkpw(candidate, _dummy_hash(rounds))  # keep timing similar for unknown users
-        raise Unauthenticated("invalid username and password combination")
+        raise Unauthenticated(BAD_LOGIN)
     if not bcrypt.checkpw(candidate, user.password_hash.encode()):
-        raise Unauthenticated("invalid username and password combination")
+        raise Unauthenticated(BAD_LOGIN)
     return user
+
+
+def _check_directory_login(directory, username, password):
+    found = directory.authenticate(username, password)
+    if found is None:
+        raise Unauthenticated(BAD_LOGIN)
+    return user_for_identity(found, directory.groups(found), directory.group_roles)
+
+
+def user_for_identity(person, group_dns, group_roles, *, actor=DIRECTORY):
+    """The user ``person`` (an identity.Identity) is, created on their first login; their email,
+    name and memberships of the organizations ``group_roles`` maps to follow the directory
+    (memberships in other organizations are left to the admins). Unauthenticated when the name
+    belongs to a local account (the directory cannot take it over), the user is disabled, or
+    ``group_roles`` maps groups and none of them is the person's."""
+    roles = identity.roles_for_groups(group_roles, group_dns)
+    if group_roles and not roles:
+        raise Unauthenticated("your directory account is in none of the groups that may use this registry")
+    with write_tx():
+        user = User.get_or_none(User.username == person.username)
+        if user is None:
+            user = User.create(username=person.username, email=person.email, full_name=person.full_name,
+                               auth_source=person.source, directory_dn=person.subject)
+            audit.record(actor, "user.create", target=user.username, source=person.source)
+        elif user.auth_source != person.source or user.disabled_at is not None:
+            if user.auth_source != person.source:
+                log.warning("directory login as %s refused: that name is a %s account", user.username,
+                            user.auth_source)
+            raise Unauthenticated(BAD_LOGIN)
+        elif (user.email, user.full_name, user.directory_dn) != (person.email, person.full_name, person.subject):
+            User.update(email=person.email, full_name=person.full_name, directory_dn=person.subject,
+                        updated_at=utcnow()).where(User.id == user.id).execute()
+        _follow_directory(user, roles, identity.mapped_organizations(group_roles), actor)
+    return User.get_by_id(user.id)
+
+
+def _follow_directory(user, roles, mapped, actor):
+    """Make ``user``'s roles in the ``mapped`` organizations be ``roles``; inside write_tx."""
+    for org_name in sorted(mapped):
+        org = Organization.get_or_none(Organization.name == org_name)
+        if org is None:
+            log.warning("ldap_group_roles names organization %s, which does not exist", org_name)
+            continue
+        member = Membership.get_or_none((Membership.user == user.id) & (Membership.organization == org.id))
+        wanted = roles.get(org_name)
+        if member is None and wanted:
+            Membership.create(user=user.id, organization=org.id, role=wanted)
+            audit.record(actor, "membership.add", organization=org, target=user.username, role=wanted)
+        elif member is not None and not wanted:
+            member.delete_instance()
+            audit.record(actor, "membership.remove", organization=org, target=user.username)
+        elif member is not None and member.role != wanted:
+            Membership.update(role=wanted).where(Membership.id == member.id).execute()
+            audit.record(actor, "membership.role", organization=org, target=user.username, role=wanted)
+
+
+def disable_departed(user, reason, *, actor=DIRECTORY):
+    """Disable a directory user who left the directory (or every mapped group): their sessions
+    end and their keys (and the tokens made from them) are revoked, audited with ``reason``."""
+    now = utcnow()
+    with write_tx():
+        User.update(disabled_at=now, updated_at=now).where(User.id == user.id).execute()
+        sessions.end_all(user)
+        revoked = Key.update(revoked_at=now).where((Key.user == user.id) & Key.revoked_at.is_null()).execute()
+        audit.record(actor, "user.disable", target=user.username, reason=reason, keys_revoked=revoked)
+    user.disabled_at = now
+    return revoked

@@ -11,6 +11,7 @@ that every setting appears there).
 
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -99,6 +100,38 @@ def _sha256_hex(value):
     return value
 
 
+def _strings(value):
+    """A list of strings (TOML array, or comma-separated in an environment variable)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected a list of strings")
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _ldap_urls(value):
+    urls = _strings(value)
+    for url in urls:
+        if not re.fullmatch(r"ldaps?://[^/\s]+/?", url):
+            raise ValueError(f"{url!r} is not an ldap://HOST[:PORT] or ldaps://HOST[:PORT] URL")
+    return urls
+
+
+def _group_roles(value):
+    """{group DN: "org:role" or a list of them} (a TOML table, or JSON in an environment variable)."""
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else {}
+    if not isinstance(value, dict):
+        raise ValueError('expected a table such as {"cn=devs,ou=groups,dc=corp" = "acme:write"}')
+    for group, grants in value.items():
+        for grant in ([grants] if isinstance(grants, str) else grants if isinstance(grants, list) else [None]):
+            org, _, role = grant.partition(":") if isinstance(grant, str) else ("", "", "")
+            if not org or role not in ("read", "write", "admin"):
+                raise ValueError(f"group {group!r}: expected \"ORG:read\", \"ORG:write\" or \"ORG:admin\", "
+                                 f"got {grants!r}")
+    # A tuple of (group, (grant, ...)) pairs: Config stays hashable.
+    return tuple((group, (grants,) if isinstance(grants, str) else tuple(grants)) for group, grants in value.items())
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     name: str
@@ -165,6 +198,29 @@ SETTINGS = (
     Setting("webhook_max_attempts", 15, _int,
             "Attempts before a webhook delivery is marked failed (the admin UI can redeliver it)."),
     Setting("webhook_workers", 2, _int, "Threads of `hexvault serve` sending webhook deliveries."),
+    Setting("ldap_urls", (), _ldap_urls,
+            "LDAP / Active Directory servers, tried in this order (failover): ldap://HOST:PORT (with StartTLS) or "
+            "ldaps://HOST:PORT. Empty: no directory logins."),
+    Setting("ldap_start_tls", True, _bool, "Upgrade ldap:// connections with StartTLS (refused if the server cannot)."),
+    Setting("ldap_ca_file", "", _str, "PEM file of the CA that signed the directory's certificate; empty: the system's CAs."),
+    Setting("ldap_timeout", 5.0, _float, "Seconds to wait for one directory server before trying the next."),
+    Setting("ldap_bind_dn", "", _str, "DN of the service account that searches the directory."),
+    Setting("ldap_bind_password_file", "", _str, "File holding the service account's password (one line)."),
+    Setting("ldap_base_dn", "", _str, "Where people are searched, e.g. ou=people,dc=corp,dc=example."),
+    Setting("ldap_user_filter", "(uid={username})", _str,
+            "Filter finding a person by the name typed at login ({username}, escaped); AD: (sAMAccountName={username})."),
+    Setting("ldap_email_attribute", "mail", _str, "Attribute holding the email address."),
+    Setting("ldap_name_attribute", "displayName", _str, "Attribute holding the display name."),
+    Setting("ldap_group_base_dn", "", _str, "Where groups are searched; empty: ldap_base_dn."),
+    Setting("ldap_group_filter", "(member={dn})", _str,
+            "Filter finding a person's groups ({dn}, escaped); AD with nested groups: "
+            "(member:1.2.840.113556.1.4.1941:={dn})."),
+    Setting("ldap_group_roles", (), _group_roles,
+            "Directory group DN -> organization role, e.g. {\"cn=elixir-devs,ou=groups,dc=corp\" = \"acme:write\"}; "
+            "a directory user must be in one of these groups to log in."),
+    Setting("require_2fa_for_admins", False, _bool,
+            "Local admins must set up two-factor authentication (TOTP) before the admin UI lets them do anything else, "
+            "and cannot use their password for HTTP Basic auth."),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -201,6 +257,20 @@ class Config:
     webhook_retry_max_seconds: float
     webhook_max_attempts: int
     webhook_workers: int
+    ldap_urls: tuple
+    ldap_start_tls: bool
+    ldap_ca_file: str
+    ldap_timeout: float
+    ldap_bind_dn: str
+    ldap_bind_password_file: str
+    ldap_base_dn: str
+    ldap_user_filter: str
+    ldap_email_attribute: str
+    ldap_name_attribute: str
+    ldap_group_base_dn: str
+    ldap_group_filter: str
+    ldap_group_roles: tuple
+    require_2fa_for_admins: bool
     source: str = ""
 
     @property

@@ -64,6 +64,15 @@ class RateLimited(HexvaultError):
     message = "Too many failed logins"
 
 
+class DirectoryUnavailable(HexvaultError):
+    """The company directory (LDAP) cannot be reached or refuses the service account: nobody
+    who would log in through it is let in, local accounts are not affected."""
+
+    status = 503
+    retry_after = 30
+    message = "the company directory cannot be reached; try again later (local accounts can still log in)"
+
+
 class Invalid(HexvaultError):
     """Input that fails validation; ``errors`` maps field to message."""
 

@@ -116,14 +116,15 @@ def _wait_text(seconds):
     return f"{-(-seconds // 60)} minutes"
 
 
-def checked_login(limits, username, password, ip, rounds):
+def checked_login(limits, username, password, ip, rounds, directory=None):
     """accounts.check_login behind ``limits``: RateLimited while this address may not try this
-    account, a failure recorded, a success clearing this address's failures for the account."""
+    account, a failure recorded, a success clearing this address's failures for the account.
+    A directory that cannot answer (DirectoryUnavailable) records nothing: no one guessed."""
     wait = limits.blocked_for(username, ip)
     if wait > 0:
         raise RateLimited(f"too many failed logins; try again in {_wait_text(wait)}")
     try:
-        user = accounts.check_login(username, password, rounds=rounds)
+        user = accounts.check_login(username, password, rounds=rounds, directory=directory)
     except Unauthenticated:
         limits.record_failure(username, ip)
         raise

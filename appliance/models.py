@@ -38,6 +38,13 @@ class User(BaseModel):
     disabled_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
+    # "local" (password here) or "ldap" (the directory checks the password, decides memberships).
+    auth_source = peewee.CharField(default="local", constraints=[peewee.SQL("DEFAULT 'local'")])
+    directory_dn = peewee.CharField(null=True)
+    # TOTP (identity/totp.py): the secret Fernet-encrypted; set but not enabled while enrolling.
+    totp_secret_encrypted = peewee.TextField(null=True)
+    totp_enabled_at = peewee.DateTimeField(null=True)
+    totp_last_step = peewee.IntegerField(null=True)  # the last accepted code's time step: no replays
 
     @classmethod
     def active(cls):
@@ -189,6 +196,14 @@ class UserSession(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
+class RecoveryCode(BaseModel):
+    """A single-use two-factor recovery code; only its SHA-256 is stored."""
+
+    user = peewee.ForeignKeyField(User, backref="recovery_codes", on_delete="CASCADE")
+    code_hash = peewee.CharField()
+    used_at = peewee.DateTimeField(null=True)
+
+
 class SigningKey(BaseModel):
     """Registry signing keys; exactly one is active. The private PEM lives in data_dir/keys."""
 
@@ -249,4 +264,4 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = (Meta, User, Organization, Membership, Key, Package, Release, Requirement, PendingBuild,
-              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery, LoginFailure, UserSession)
+              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery, LoginFailure, UserSession, RecoveryCode)

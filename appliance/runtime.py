@@ -20,6 +20,7 @@ from appliance.loginlimit import LoginLimits
 from appliance.lookupcache import LookupCache
 from appliance.db import database, init_database, write_tx
 from appliance.errors import NotInitialized
+from appliance.identity import ldap
 from appliance.models import SigningKey, utcnow
 from appliance.ops import disk
 from appliance.protocol import signing
@@ -42,6 +43,7 @@ class Runtime:
         self.index_cache = {}
         self.lookups = LookupCache()
         self.login_limits = LoginLimits()
+        self.directory = ldap.from_config(config)  # None without ldap_urls
         self.key_uses = KeyUses()
         self._locks_guard = threading.Lock()
 

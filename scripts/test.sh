@@ -45,9 +45,10 @@ apt_install() {
 
 # tool -> Debian package that provides it (nginx is the TLS front's tests; openssl drives s_client;
 # elixir's mix runs the Hex archives from ../shared/clients, whose README also asks for
-# erlang-dev; curl runs the README's key download line)
-TOOLS=(erl rebar3 elixir mix curl chromium chromedriver nginx openssl)
-PACKAGES=(erlang-nox erlang-dev rebar3 elixir curl chromium chromium-driver nginx openssl)
+# erlang-dev; curl runs the README's key download line; slapd (with slappasswd) is the directory
+# of tests/test_ldap.py, ldap-utils its command-line tools)
+TOOLS=(erl rebar3 elixir mix curl chromium chromedriver nginx openssl slapd ldapwhoami)
+PACKAGES=(erlang-nox erlang-dev rebar3 elixir curl chromium chromium-driver nginx openssl slapd ldap-utils)
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
 for tool in "${TOOLS[@]}"; do

@@ -11,7 +11,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_login import current_user, login_required
 
 from appliance import accounts, audit, loginlimit, sessions
-from appliance.errors import RateLimited, Unauthenticated
+from appliance.errors import DirectoryUnavailable, RateLimited, Unauthenticated
 from appliance.routes.keyauth import client_ip, runtime
 from webui import bp, login_manager
 
@@ -43,7 +43,7 @@ def _start_session(user):
 def checked_password(username, password):
     """loginlimit.checked_login with the server's limits, shared with Basic auth on the API."""
     return loginlimit.checked_login(runtime().login_limits, username, password, client_ip(),
-                                    runtime().config.bcrypt_rounds)
+                                    runtime().config.bcrypt_rounds, runtime().directory)
 
 
 def actor():
@@ -62,9 +62,9 @@ def login():
         user = checked_password(username, request.form.get("password"))
     except RateLimited as exc:
         abort(429, description=exc.message.capitalize() + ".")
-    except Unauthenticated as exc:
-        flash(exc.message.capitalize() + ".", "error")
-        return render_template("webui/login.html", username=username), 401
+    except (Unauthenticated, DirectoryUnavailable) as exc:
+        flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
+        return render_template("webui/login.html", username=username), exc.status
     _start_session(user)
     return redirect(_same_site_path(request.args.get("next")) or url_for("webui.index"))
 

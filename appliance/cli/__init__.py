@@ -18,6 +18,7 @@ from appliance.cli import front  # noqa: F401,E402
 from appliance.cli import gc  # noqa: F401,E402
 from appliance.cli import health  # noqa: F401,E402
 from appliance.cli import keys  # noqa: F401,E402
+from appliance.cli import ldap  # noqa: F401,E402
 from appliance.cli import orgs  # noqa: F401,E402
 from appliance.cli import registry  # noqa: F401,E402
 from appliance.cli import server  # noqa: F401,E402

@@ -50,7 +50,8 @@ def _from_basic(rt, encoded, ip, user_agent):
         except Unauthenticated:
             pass
     # A password: the same failure limits as the login form, or Basic auth would be the way to guess.
-    return Principal(user=loginlimit.checked_login(rt.login_limits, username, password, ip, rt.config.bcrypt_rounds))
+    user = loginlimit.checked_login(rt.login_limits, username, password, ip, rt.config.bcrypt_rounds, rt.directory)
+    return Principal(user=user)
 
 
 def principal_for(rt, header, ip, user_agent):
