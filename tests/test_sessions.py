@@ -47,3 +47,12 @@ def test_a_new_password_or_disabling_ends_every_session(runtime):
     assert sessions.user_of(during) is None
     accounts.set_disabled(alice, False)
     assert sessions.user_of(during) is None  # enabling again does not bring it back
+
+
+def test_a_session_of_a_disabled_user_is_not_honoured(runtime):
+    """Disabling ends a user's sessions; one started by a login racing the disable (its password
+    check passed just before) must not count either."""
+    user = accounts.create_user("carol", "carol-password", rounds=4)
+    accounts.set_disabled(user, True)
+    late = sessions.start(user)
+    assert sessions.user_of(late) is None
