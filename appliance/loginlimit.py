@@ -27,6 +27,7 @@ import math
 import time
 
 from appliance import accounts, audit
+from appliance.identity import totp
 from appliance.db import write_tx
 from appliance.errors import Busy, RateLimited, Unauthenticated
 from appliance.models import LoginFailure
@@ -130,3 +131,15 @@ def checked_login(limits, username, password, ip, rounds, directory=None):
         raise
     limits.record_success(username, ip)
     return user
+
+
+def checked_code(limits, user, code, ip, app_secret, *, actor=audit.CLI):
+    """totp.verify behind the same limits as the password (a wrong code is a failed login of the
+    account): six digits are guessed in a million tries, not a few."""
+    wait = limits.blocked_for(user.username, ip)
+    if wait > 0:
+        raise RateLimited(f"too many failed logins; try again in {_wait_text(wait)}")
+    if not totp.verify(app_secret, user, code, actor=actor):
+        limits.record_failure(user.username, ip)
+        raise Unauthenticated("that two-factor code is wrong or was already used")
+    limits.record_success(user.username, ip)

@@ -7,9 +7,11 @@ is classified below.
 
 import re
 
+import pyotp
 import pytest
 
 from appliance import accounts, audit, create_app, keys, orgs, packages, registry_builder
+from appliance.identity import totp
 from appliance.sessions import active as active_sessions
 from appliance.models import SigningKey
 from appliance.ops import webhooks
@@ -23,6 +25,7 @@ NEEDS = {
     "webui.users": "appliance admin",
     "webui.user_reset_password": "appliance admin",
     "webui.user_set_disabled": "appliance admin",
+    "webui.user_reset_two_factor": "appliance admin",
     "webui.signing_key": "appliance admin",
     "webui.member_add": "org admin",
     "webui.member_role": "org admin",
@@ -38,8 +41,12 @@ NEEDS = {
     "webui.user_key_create": "signed in",
     "webui.account": "signed in",
     "webui.end_other_sessions": "signed in",
+    "webui.two_factor_restart": "signed in",
+    "webui.two_factor_enable": "signed in",
+    "webui.two_factor_disable": "signed in",
     "webui.logout": "signed in",
     "webui.login": "anyone",
+    "webui.login_code": "anyone",
 }
 # The callers of the matrix and what each of them holds.
 CALLERS = {
@@ -78,6 +85,9 @@ def web_world(hv):
         sessions[caller] = WebSession(hv.url)
         assert sessions[caller].login(username, f"{username}-password").status_code == 200
     accounts.set_disabled(people["gone"], True)
+    people["twofactor"] = accounts.create_user("twofactor", "twofactor-password", rounds=4)
+    totp_secret = totp.begin(secret, people["twofactor"])  # for the admin's two-factor reset
+    totp.enable(secret, people["twofactor"], pyotp.TOTP(totp_secret).now())
     return dict(people=people, org_keys=org_keys, user_keys=user_keys, sessions=sessions, hook=hook,
                 delivery=webhooks.recent_deliveries(hook)[-1])
 
@@ -91,6 +101,7 @@ def action_requests(world):
         ("webui.users", "/admin/users", {"username": "sneaky", "password": "sneaky-password", "is_admin": "1"}),
         ("webui.user_reset_password", "/admin/users/orgadmin/password", {"password": "hijacked-password"}),
         ("webui.user_set_disabled", "/admin/users/orgadmin/disabled", {"disabled": "1"}),
+        ("webui.user_reset_two_factor", "/admin/users/twofactor/2fa/reset", {}),
         ("webui.signing_key", "/admin/signing-key", {"confirm": "rotate"}),
         ("webui.member_add", "/admin/orgs/acme/members", {"username": "betaadmin", "role": "admin"}),
         ("webui.member_role", "/admin/orgs/acme/members/reader/role", {"role": "admin"}),
@@ -109,6 +120,9 @@ def action_requests(world):
         ("webui.account", "/admin/account", {"current_password": "gone-password", "new_password": "changed-password",
                                              "confirm_password": "changed-password"}),
         ("webui.end_other_sessions", "/admin/account/sessions", {}),
+        ("webui.two_factor_restart", "/admin/account/2fa/restart", {}),
+        ("webui.two_factor_enable", "/admin/account/2fa/enable", {"code": "123456"}),
+        ("webui.two_factor_disable", "/admin/account/2fa/disable", {"code": "123456"}),
         ("webui.logout", "/admin/logout", {}),
     ]
 
@@ -120,7 +134,8 @@ def state():
     return dict(
         orgs=[o.name for o in every_org],
         members={o.name: [(m.user.username, m.role) for m in orgs.members(o)] for o in every_org},
-        users=[(u.username, u.email, u.is_admin, u.disabled_at, u.password_hash) for u in users],
+        users=[(u.username, u.email, u.is_admin, u.disabled_at, u.password_hash, u.totp_secret_encrypted,
+                u.totp_enabled_at) for u in users],
         keys=[(k.id, k.name, k.revoked_at, k.expires_at, k.secret_first)
               for owner in [dict(user=u) for u in users] + [dict(organization=o) for o in every_org]
               for k in keys.list_for(**owner)],
@@ -149,7 +164,7 @@ def test_every_admin_action_is_classified(hv):
 
 def test_every_admin_action_refuses_callers_without_the_right_and_changes_nothing(hv, web_world):
     requests_ = action_requests(web_world)
-    assert {e for e, _p, _f in requests_} == set(NEEDS) - {"webui.login"}
+    assert {e for e, _p, _f in requests_} == set(NEEDS) - {"webui.login", "webui.login_code"}
     failures = []
     for caller, holds in CALLERS.items():
         session = web_world["sessions"][caller]
@@ -173,7 +188,8 @@ def test_the_matrix_input_is_valid_an_administrator_changes_something_with_each(
     admin = WebSession(hv.url)
     assert admin.login().status_code == 200
     for endpoint, path, form in action_requests(web_world):
-        if endpoint in ("webui.account", "webui.end_other_sessions", "webui.logout"):
+        if endpoint in ("webui.account", "webui.end_other_sessions", "webui.logout", "webui.two_factor_restart",
+                        "webui.two_factor_enable", "webui.two_factor_disable"):
             continue  # self-service, checked with the admin's own account elsewhere
         before = state()
         response = admin.post(path, form, allow_redirects=False)

@@ -4,13 +4,15 @@ The session lives on the server (appliance/sessions.py): the signed cookie carri
 under ``sid``, and a request is signed in while that session exists.
 """
 
+import time
 import urllib.parse
 
 import flask_login
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
-from appliance import accounts, audit, loginlimit, sessions
+from appliance import accounts, audit, identity, loginlimit, sessions
+from appliance.identity import totp
 from appliance.errors import DirectoryUnavailable, RateLimited, Unauthenticated
 from appliance.routes.keyauth import client_ip, runtime
 from webui import bp, login_manager
@@ -52,6 +54,10 @@ def actor():
                               user_agent=request.headers.get("User-Agent"), via="web")
 
 
+# Set after a right password when a code must follow (webui/twofactor.py): no session exists yet.
+PENDING_SECOND_FACTOR = "2fa_pending"
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Log in with username and password (bcrypt), within the limits of appliance/loginlimit.py."""
@@ -65,6 +71,11 @@ def login():
     except (Unauthenticated, DirectoryUnavailable) as exc:
         flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
         return render_template("webui/login.html", username=username), exc.status
+    if totp.is_enabled(user):
+        session.clear()
+        session[PENDING_SECOND_FACTOR] = {"username": user.username, "at": time.time(),
+                                          "next": request.args.get("next")}
+        return redirect(url_for("webui.login_code"))
     _start_session(user)
     return redirect(_same_site_path(request.args.get("next")) or url_for("webui.index"))
 
@@ -97,6 +108,9 @@ def account():
     """Change one's own password (the current one is required, and guessing it is limited like
     logging in: a borrowed session must not become a way to learn the password)."""
     if request.method == "POST":
+        if current_user.user.auth_source != identity.LOCAL:
+            flash("Your password is the company directory's: change it there.", "error")
+            return render_template("webui/account.html"), 422
         try:
             checked_password(current_user.user.username, request.form.get("current_password"))
         except RateLimited as exc:

@@ -96,3 +96,13 @@ def user_unlock(rt, username):
     after 15 minutes)."""
     cleared = loginlimit.unlock(accounts.get_user(username).username)
     click.echo(f"unlocked {username} ({cleared} failed logins forgotten)")
+
+
+@command(user, "reset-2fa")
+@click.argument("username")
+def user_reset_2fa(rt, username):
+    """Turn off USERNAME's two-factor authentication (a lost phone, no recovery codes left)."""
+    from appliance.identity import totp
+
+    totp.reset(accounts.get_user(username))
+    click.echo(f"two-factor authentication of {username} is off: they log in with the password and set it up again")

@@ -12,6 +12,7 @@ from flask import current_app, g, request
 
 from appliance import events, keys, loginlimit
 from appliance.errors import Unauthenticated
+from appliance.identity import totp
 from appliance.permissions import Principal
 
 
@@ -51,6 +52,12 @@ def _from_basic(rt, encoded, ip, user_agent):
             pass
     # A password: the same failure limits as the login form, or Basic auth would be the way to guess.
     user = loginlimit.checked_login(rt.login_limits, username, password, ip, rt.config.bcrypt_rounds, rt.directory)
+    # A password alone must not get around a second factor (Basic auth has no room for a code).
+    if totp.is_enabled(user):
+        raise Unauthenticated("two-factor authentication is on for this account: use an API key instead of the password")
+    if totp.required(rt.config, user):
+        raise Unauthenticated("administrators must set up two-factor authentication in the web UI first; "
+                              "then use an API key instead of the password")
     return Principal(user=user)
 
 
