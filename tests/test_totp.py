@@ -28,6 +28,7 @@ def enrol(web):
     otp = pyotp.TOTP(SECRET_RE.search(page.text).group(1))
     done = web.post("/admin/account/2fa/enable", {"code": otp.now()})
     assert done.status_code == 200, done.text
+    assert page.headers["Cache-Control"] == done.headers["Cache-Control"] == "no-store"  # secrets: no copies
     codes = re.findall(r"<li><code>([0-9a-f]{8}-[0-9a-f]{8})</code></li>", done.text)
     assert len(codes) == 10
     return otp, codes

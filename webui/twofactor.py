@@ -70,7 +70,8 @@ def two_factor():
         return render_template("webui/two_factor.html", codes_left=totp.recovery_codes_left(user))
     secret = totp.pending_secret(runtime().app_secret, user) or totp.begin(runtime().app_secret, user)
     uri = totp.provisioning_uri(secret, user.username)
-    return render_template("webui/two_factor.html", secret=secret, qr_svg=totp.qr_svg(uri))
+    return (render_template("webui/two_factor.html", secret=secret, qr_svg=totp.qr_svg(uri)), 200,
+            {"Cache-Control": "no-store"})
 
 
 @bp.post("/account/2fa/restart")
@@ -93,8 +94,8 @@ def two_factor_enable():
     except Invalid as exc:
         flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
         return redirect(url_for("webui.two_factor"))
-    # Shown here once: only their hashes are kept.
-    return render_template("webui/two_factor_codes.html", codes=codes)
+    # Shown here once: only their hashes are kept (and no cache keeps a copy).
+    return render_template("webui/two_factor_codes.html", codes=codes), 200, {"Cache-Control": "no-store"}
 
 
 @bp.post("/account/2fa/disable")
