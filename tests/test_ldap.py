@@ -105,13 +105,6 @@ def test_wrong_passwords_injections_and_empty_passwords_get_nobody_in(live_serve
     assert not User.select().where(User.auth_source == "ldap").exists()
 
 
-def test_the_filter_is_escaped_for_the_directory():
-    """``*)(uid=*`` matches nobody because it reaches the server as a literal name."""
-    from ldap3.utils.conv import escape_filter_chars
-
-    assert escape_filter_chars("*)(uid=*") == "\\2a\\29\\28uid=\\2a"
-
-
 def test_someone_in_no_mapped_group_is_told_so_and_not_created(live_server, world):
     web = WebSession(live_server.url)
     response = web.login("carol", PASSWORDS["carol"])
