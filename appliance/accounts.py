@@ -11,7 +11,7 @@ import peewee
 from appliance import audit, identity, sessions
 from appliance.db import write_tx
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
-from appliance.models import Key, Membership, Organization, User, utcnow
+from appliance.models import AuditLog, Key, Membership, Organization, User, utcnow
 
 log = logging.getLogger(__name__)
 DIRECTORY = audit.AuditContext(via="ldap")  # who acts when the directory decides
@@ -124,21 +124,62 @@ def set_password(user, password, *, rounds=12, actor=audit.CLI):
     user.password_hash = password_hash
 
 
+def _other_admins(user):
+    return User.active().where(User.is_admin & (User.id != user.id)).count()
+
+
+def _refuse_last_admin(user, doing):
+    if user.is_admin and user.disabled_at is None and not _other_admins(user):
+        raise Invalid("Validation error(s)",
+                      {"user": f"{user.username} is the last administrator: make someone else an administrator "
+                               f"before you {doing}."})
+
+
 def set_admin(user, is_admin, *, actor=audit.CLI):
     with write_tx():
+        if not is_admin:
+            _refuse_last_admin(user, "take this away")
         User.update(is_admin=is_admin, updated_at=utcnow()).where(User.id == user.id).execute()
         audit.record(actor, "user.admin" if is_admin else "user.unadmin", target=user.username)
     user.is_admin = is_admin
 
 
 def set_disabled(user, disabled, *, actor=audit.CLI):
+    if disabled and _is_self(actor, user):
+        raise Invalid("Validation error(s)", {"user": "You cannot disable your own account."})
     stamp = utcnow() if disabled else None
     with write_tx():
+        if disabled:
+            _refuse_last_admin(user, "disable this account")
         User.update(disabled_at=stamp, updated_at=utcnow()).where(User.id == user.id).execute()
         if disabled:  # ended for good: enabling the user again must not revive them
             sessions.end_all(user)
         audit.record(actor, "user.disable" if disabled else "user.enable", target=user.username)
     user.disabled_at = stamp
+
+
+def _is_self(actor, user):
+    return actor.user is not None and actor.user.id == user.id
+
+
+def delete_user(user, *, actor=audit.CLI):
+    """Delete an account for good. Its keys are revoked and deleted with it, and so are its
+    sessions and memberships; its audit rows stay, under its name (AuditLog.actor and target are
+    text). Refused for one's own account and for the last administrator."""
+    if _is_self(actor, user):
+        raise Invalid("Validation error(s)", {"user": "You cannot delete your own account."})
+    with write_tx():
+        _refuse_last_admin(user, "delete this account")
+        live = [k.name for k in Key.active().where(Key.user == user.id)]
+        User.delete().where(User.id == user.id).execute()  # keys, sessions, memberships cascade
+        audit.record(actor, "user.delete", target=user.username, keys_revoked=", ".join(live) or None)
+
+
+def last_logins():
+    """username -> when they last logged in to the web UI (from the audit log)."""
+    rows = (AuditLog.select(AuditLog.target, peewee.fn.MAX(AuditLog.created_at).alias("last"))
+            .where(AuditLog.action == "user.login").group_by(AuditLog.target))
+    return {row.target: row.last for row in rows}
 
 
 _DUMMY_HASHES = {}  # bcrypt cost -> a hash to check unknown users against

@@ -8,6 +8,7 @@ organization's hooks hear of exactly the changes that committed; and it is an ``
 import dataclasses
 
 from appliance import events
+from appliance.db import write_tx
 from appliance.models import AuditLog
 from appliance.ops import outbox
 
@@ -50,14 +51,51 @@ def record(ctx, action, organization=None, target=None, **details):
     return entry
 
 
-def entries(organization=None, username=None, action=None, limit=200, before_id=None):
-    query = AuditLog.select().order_by(AuditLog.id.desc())
+LOGIN_ACTIONS = ("user.login", "user.login_failed", "user.login_locked")
+
+
+def record_login(ctx, action, username):
+    """A web login, failed login or refusal while locked out, in its own transaction: who was
+    tried (``username``) and from where (``ctx.ip``), never the password."""
+    assert action in LOGIN_ACTIONS
+    with write_tx():
+        record(ctx, action, target=(username or "")[:100])
+
+
+def _filtered(organization=None, username=None, action=None, since=None, until=None):
+    """Rows matching every filter given: ``username`` exactly (what they did, with a password or
+    one of their keys, and what was done to their account), ``action`` exactly or, ending in a
+    dot, a family ("key."), ``since``/``until`` datetimes (until exclusive)."""
+    query = AuditLog.select()
     if organization:
         query = query.where(AuditLog.organization == organization)
     if username:
-        query = query.where(AuditLog.actor.startswith(username))
+        query = query.where((AuditLog.actor == username) | AuditLog.actor.startswith(f"{username} (key ")
+                            | ((AuditLog.target == username) & AuditLog.action.startswith("user.")))
     if action:
-        query = query.where(AuditLog.action.startswith(action))
+        query = query.where(AuditLog.action.startswith(action) if action.endswith(".") else AuditLog.action == action)
+    if since:
+        query = query.where(AuditLog.created_at >= since)
+    if until:
+        query = query.where(AuditLog.created_at < until)
+    return query
+
+
+def entries(organization=None, username=None, action=None, limit=200, before_id=None, since=None, until=None):
+    """The newest ``limit`` matching rows older than row ``before_id`` (paging backwards)."""
+    query = _filtered(organization, username, action, since, until).order_by(AuditLog.id.desc())
     if before_id:
         query = query.where(AuditLog.id < before_id)
     return list(query.limit(limit))
+
+
+def iter_entries(organization=None, username=None, action=None, since=None, until=None):
+    """Every matching row, oldest first, fetched in pages (for exports of any size)."""
+    query = _filtered(organization, username, action, since, until).order_by(AuditLog.id)
+    last = 0
+    while True:
+        page = list(query.where(AuditLog.id > last).limit(1000))
+        yield from page
+        if len(page) < 1000:
+            return
+        last = page[-1].id

@@ -7,7 +7,7 @@ import peewee
 from appliance import audit
 from appliance.db import database, write_tx
 from appliance.errors import Conflict, Invalid, NotFound
-from appliance.models import ROLES, Membership, Meta, Organization, User
+from appliance.models import ROLES, Membership, Meta, Organization, Package, User
 
 ORG_NAME_RE = re.compile(r"[a-z0-9_]{3,40}")  # fullmatch
 # "hexpm" means "the default organization" in API paths (/api/repos/hexpm/...), so it can't be an org.
@@ -85,9 +85,23 @@ def add_member(org, user, role, *, actor=audit.CLI):
         raise Conflict(f"{user.username} is already a member of {org.name}") from None
 
 
+def _refuse_leaving_without_admin(org, user, actor):
+    """Removing or demoting oneself as the organization's last admin would leave nobody able to
+    manage it from inside, and lock oneself out of doing so: refused."""
+    if actor.user is None or actor.user.id != user.id:
+        return
+    admins = [m.user_id for m in Membership.select(Membership.user)
+              .where((Membership.organization == org.id) & (Membership.role == "admin"))]
+    if admins == [user.id]:
+        raise Invalid("Validation error(s)",
+                      {"member": f"You are the last admin of {org.name}: make someone else an admin first."})
+
+
 def set_role(org, user, role, *, actor=audit.CLI):
     _check_role(role)
     with write_tx():
+        if role != "admin":
+            _refuse_leaving_without_admin(org, user, actor)
         updated = (Membership.update(role=role)
                    .where((Membership.user == user.id) & (Membership.organization == org.id)).execute())
         if not updated:
@@ -97,6 +111,7 @@ def set_role(org, user, role, *, actor=audit.CLI):
 
 def remove_member(org, user, *, actor=audit.CLI):
     with write_tx():
+        _refuse_leaving_without_admin(org, user, actor)
         deleted = (Membership.delete()
                    .where((Membership.user == user.id) & (Membership.organization == org.id)).execute())
         if not deleted:
@@ -112,3 +127,20 @@ def members(org):
 def memberships_of(user):
     return list(Membership.select(Membership, Organization).join(Organization)
                 .where(Membership.user == user.id).order_by(Organization.name))
+
+
+def package_count(org):
+    return Package.select().where(Package.organization == org.id).count()
+
+
+def delete(org, *, confirm=None, actor=audit.CLI):
+    """Delete an organization with its members, keys and webhooks. One holding packages is
+    deleted (with them) only when ``confirm`` is its name, so a slip cannot take them."""
+    with write_tx():
+        count = package_count(org)
+        if count and confirm != org.name:
+            raise Invalid("Validation error(s)",
+                          {"confirm": f"{org.name} holds {count} package(s); type its name to delete it with them."})
+        Organization.delete().where(Organization.id == org.id).execute()  # everything of it cascades
+        Meta.delete().where((Meta.key == "default_organization") & (Meta.value == org.name)).execute()
+        audit.record(actor, "organization.delete", organization=org.name, target=org.name, packages=count or None)

@@ -26,6 +26,8 @@ NEEDS = {
     "webui.user_reset_password": "appliance admin",
     "webui.user_set_disabled": "appliance admin",
     "webui.user_reset_two_factor": "appliance admin",
+    "webui.user_delete": "appliance admin",
+    "webui.org_delete": "appliance admin",
     "webui.signing_key": "appliance admin",
     "webui.member_add": "org admin",
     "webui.member_role": "org admin",
@@ -124,6 +126,9 @@ def action_requests(world):
         ("webui.two_factor_enable", "/admin/account/2fa/enable", {"code": "123456"}),
         ("webui.two_factor_disable", "/admin/account/2fa/disable", {"code": "123456"}),
         ("webui.logout", "/admin/logout", {}),
+        # Last: they take away what the actions above act on.
+        ("webui.org_delete", "/admin/orgs/beta/delete", {}),
+        ("webui.user_delete", "/admin/users/reader/delete", {"confirm": "reader"}),
     ]
 
 

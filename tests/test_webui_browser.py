@@ -179,3 +179,32 @@ def test_webhook_created_delivered_and_redelivered_in_chromium(hv, browser):
             assert again["signed"] and again["event"]["id"] == first["event"]["id"]
         finally:
             worker.stop()
+
+
+def test_offboarding_in_chromium(hv, browser):
+    """Issue 13.1: the users page, a user's page, the password reset confirmation, deleting a user."""
+    from selenium.webdriver.common.by import By
+
+    from appliance import accounts, keys, orgs
+
+    leaver = accounts.create_user("leaver", "leaver-password", rounds=4)
+    orgs.add_member(hv.org, leaver, "write")
+    _k, secret = keys.create(hv.runtime.app_secret, "laptop", [["repository", "acme"]], user=leaver)
+    browser.get(hv.url + "/admin/login")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin-password")
+    submit(browser, "form")
+    browser.get(hv.url + "/admin/users")
+    row = browser.find_element(By.XPATH, "//table[@id='users']//tr[td/a[text()='leaver']]").text
+    assert "active" in row and "never" in row and "acme (write)" in row
+    shot(browser, "13-users")
+    browser.find_element(By.LINK_TEXT, "leaver").click()
+    browser.find_element(By.LINK_TEXT, "Reset password…").click()
+    assert "Reset the password of leaver?" in browser.find_element(By.TAG_NAME, "h1").text
+    shot(browser, "13-reset-password-confirm")
+    browser.get(hv.url + "/admin/users/leaver")
+    shot(browser, "13-user")
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/delete'] input[name=confirm]").send_keys("leaver")
+    submit(browser, "form[action$='/delete']")
+    assert "User leaver deleted" in browser.find_element(By.CLASS_NAME, "flash").text
+    assert requests.get(f"{hv.url}/repos/acme/names", headers={"authorization": secret}).status_code == 401

@@ -4,6 +4,7 @@ The session lives on the server (appliance/sessions.py): the signed cookie carri
 under ``sid``, and a request is signed in while that session exists.
 """
 
+import dataclasses
 import time
 import urllib.parse
 
@@ -67,8 +68,11 @@ def login():
     try:
         user = checked_password(username, request.form.get("password"))
     except RateLimited as exc:
+        audit.record_login(actor(), "user.login_locked", username)
         abort(429, description=exc.message.capitalize() + ".")
     except (Unauthenticated, DirectoryUnavailable) as exc:
+        if isinstance(exc, Unauthenticated):  # a wrong password, not the directory being down
+            audit.record_login(actor(), "user.login_failed", username)
         flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
         return render_template("webui/login.html", username=username), exc.status
     if totp.is_enabled(user):
@@ -77,6 +81,7 @@ def login():
                                           "next": request.args.get("next")}
         return redirect(url_for("webui.login_code"))
     _start_session(user)
+    audit.record_login(dataclasses.replace(actor(), user=user), "user.login", user.username)
     return redirect(_same_site_path(request.args.get("next")) or url_for("webui.index"))
 
 

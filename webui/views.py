@@ -82,8 +82,19 @@ def org_show(org_name):
                            org_keys=runtime().key_uses.overlay(keys.list_for(organization=org)) if is_admin else [],
                            setup=client_setup(org), signing=SigningKey.current(),
                            packages=packages.search([org], None, per_page=10), roles=("read", "write", "admin"),
-                           grace_choices=GRACE_CHOICES,
+                           grace_choices=GRACE_CHOICES, package_count=orgs.package_count(org),
                            unbuildable=registry_builder.failing_packages(runtime(), org) if is_admin else {})
+
+
+@bp.post("/orgs/<org_name>/delete")
+@login_required
+def org_delete(org_name):
+    """Delete an organization: at once when it holds no packages, else only with its name typed."""
+    require_admin()
+    org = visible_org(org_name)
+    orgs.delete(org, confirm=(request.form.get("confirm") or "").strip(), actor=actor())
+    flash(f"Organization {org.name} deleted.", "info")
+    return redirect(url_for("webui.index"))
 
 
 @bp.post("/orgs/<org_name>/members")
@@ -185,44 +196,7 @@ def key_rotate(key_id):
     return _created(new_key, secret, key.organization if key.organization_id else None)
 
 
-# -- users and the signing key (appliance administrators) ----------------------------------------
-
-@bp.route("/users", methods=["GET", "POST"])
-@login_required
-def users():
-    require_admin()
-    if request.method == "POST":
-        user = accounts.create_user(request.form.get("username"), request.form.get("password"),
-                                    email=request.form.get("email"), full_name=request.form.get("full_name"),
-                                    is_admin=bool(request.form.get("is_admin")),
-                                    rounds=runtime().config.bcrypt_rounds, actor=actor())
-        flash(f"User {user.username} created.", "info")
-        return redirect(url_for("webui.users"))
-    return render_template("webui/users.html", users=accounts.list_users())
-
-
-@bp.post("/users/<username>/password")
-@login_required
-def user_reset_password(username):
-    require_admin()
-    accounts.set_password(accounts.get_user(username), request.form.get("password") or "",
-                          rounds=runtime().config.bcrypt_rounds, actor=actor())
-    flash(f"Password of {username} reset.", "info")
-    return redirect(url_for("webui.users"))
-
-
-@bp.post("/users/<username>/disabled")
-@login_required
-def user_set_disabled(username):
-    """Disable (or enable again) an account: its logins, sessions and keys stop at once."""
-    require_admin()
-    user, disable = accounts.get_user(username), request.form.get("disabled") == "1"
-    if disable and user.id == me().id:
-        raise Invalid("Validation error(s)", {"user": "you cannot disable your own account"})
-    accounts.set_disabled(user, disable, actor=actor())
-    flash(f"{username} {'disabled' if disable else 'enabled'}.", "info")
-    return redirect(url_for("webui.users"))
-
+# -- the signing key (appliance administrators); users are in webui/users.py -----------------
 
 @bp.route("/signing-key", methods=["GET", "POST"])
 @login_required

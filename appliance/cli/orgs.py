@@ -59,3 +59,14 @@ def org_client_setup(rt, org_name):
     click.echo(clientsetup.render_text(clientsetup.for_org(
         rt.config.external_url, organization.name, signing.public_pem, signing.fingerprint,
         ca=clientsetup.company_ca(rt.config))))
+
+
+@command(org, "delete")
+@click.argument("org_name")
+@click.option("--confirm", "confirm", metavar="NAME",
+              help="The organization's name again: required when it still holds packages, which are deleted too.")
+def org_delete(rt, org_name, confirm):
+    """Delete an organization with its members, keys and webhooks (and packages, with --confirm)."""
+    organization = orgs.get(org_name)
+    orgs.delete(organization, confirm=confirm)
+    click.echo(f"deleted organization {organization.name}")

@@ -106,3 +106,16 @@ def user_reset_2fa(rt, username):
 
     totp.reset(accounts.get_user(username))
     click.echo(f"two-factor authentication of {username} is off: they log in with the password and set it up again")
+
+
+@command(user, "delete")
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def user_delete(rt, username, yes):
+    """Delete USERNAME for good: their keys are revoked, sessions and memberships removed; the
+    audit log keeps their rows. (To keep the account for later, use `user disable`.)"""
+    target = accounts.get_user(username)
+    if not yes:
+        click.confirm(f"Delete {target.username} and revoke every key of theirs?", abort=True)
+    accounts.delete_user(target)
+    click.echo(f"deleted user {target.username}; their keys no longer work")

@@ -1,0 +1,77 @@
+"""User accounts (appliance administrators): the list, one page per user with its memberships,
+password reset behind a confirmation page, disable/enable, delete."""
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from appliance import accounts, orgs
+from appliance.errors import Invalid
+from appliance.routes.keyauth import runtime
+from webui import bp
+from webui.auth import actor
+from webui.views import require_admin
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@login_required
+def users():
+    require_admin()
+    if request.method == "POST":
+        user = accounts.create_user(request.form.get("username"), request.form.get("password"),
+                                    email=request.form.get("email"), full_name=request.form.get("full_name"),
+                                    is_admin=bool(request.form.get("is_admin")),
+                                    rounds=runtime().config.bcrypt_rounds, actor=actor())
+        flash(f"User {user.username} created.", "info")
+        return redirect(url_for("webui.users"))
+    every = accounts.list_users()
+    memberships = {u.id: orgs.memberships_of(u) for u in every}
+    return render_template("webui/users.html", users=every, memberships=memberships,
+                           last_logins=accounts.last_logins())
+
+
+@bp.get("/users/<username>")
+@login_required
+def user_show(username):
+    require_admin()
+    user = accounts.get_user(username)
+    return render_template("webui/user.html", user=user, memberships=orgs.memberships_of(user),
+                           last_login=accounts.last_logins().get(user.username))
+
+
+@bp.route("/users/<username>/password", methods=["GET", "POST"])
+@login_required
+def user_reset_password(username):
+    """GET asks for confirmation (and the new password); POST sets it and ends the user's sessions."""
+    require_admin()
+    user = accounts.get_user(username)
+    if request.method == "GET":
+        return render_template("webui/user_password.html", user=user)
+    accounts.set_password(user, request.form.get("password") or "", rounds=runtime().config.bcrypt_rounds,
+                          actor=actor())
+    flash(f"Password of {user.username} reset; their sessions were ended.", "info")
+    return redirect(url_for("webui.user_show", username=user.username))
+
+
+@bp.post("/users/<username>/disabled")
+@login_required
+def user_set_disabled(username):
+    """Disable (or enable again) an account: its logins, sessions and keys stop at once; its
+    memberships stay, so enabling it restores everything."""
+    require_admin()
+    user, disable = accounts.get_user(username), request.form.get("disabled") == "1"
+    accounts.set_disabled(user, disable, actor=actor())
+    flash(f"{user.username} {'disabled' if disable else 'enabled'}.", "info")
+    return redirect(url_for("webui.users"))
+
+
+@bp.post("/users/<username>/delete")
+@login_required
+def user_delete(username):
+    """Delete an account for good, once its name is typed; the audit log keeps its rows."""
+    require_admin()
+    user = accounts.get_user(username)
+    if (request.form.get("confirm") or "").strip() != user.username:
+        raise Invalid("Validation error(s)", {"confirm": f"Type {user.username} to confirm the deletion."})
+    accounts.delete_user(user, actor=actor())
+    flash(f"User {user.username} deleted; their keys no longer work.", "info")
+    return redirect(url_for("webui.users"))
