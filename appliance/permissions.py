@@ -111,4 +111,5 @@ def grantable(principal, permissions, role_of, org_lookup):
             except NotFound:  # refused like an organization the owner cannot read: names don't leak
                 org = None
             if org is None or not can(owner, action, org, role_of):
-                raise Forbidden(f"you cannot grant {domain}:{resource}")
+                raise Forbidden(f"you cannot grant {domain}:{resource}: a key never reads more than its owner, "
+                                "and its owner cannot read that")

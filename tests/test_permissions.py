@@ -84,4 +84,5 @@ def test_grantable_refuses_more_than_the_owner_holds_and_missing_organizations_a
         with pytest.raises(Forbidden) as refused:
             permissions.grantable(principal, perms, orgs.role_of, orgs.get)
         refusals.append(refused.value.message.replace(perms[0][1], "ORG"))
-    assert refusals == ["you cannot grant repository:ORG", "you cannot grant docs:ORG", "you cannot grant repository:ORG"]
+    reason = "a key never reads more than its owner, and its owner cannot read that"
+    assert refusals == [f"you cannot grant {domain}:ORG: {reason}" for domain in ("repository", "docs", "repository")]

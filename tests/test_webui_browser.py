@@ -95,13 +95,27 @@ def test_admin_journey_in_chromium(hv, browser):
     shot(browser, "03-new-key-secret")
     assert requests.get(f"{hv.url}/repos/widgets/names", headers={"authorization": old_secret}).status_code == 200
 
-    # rotate it: the old secret stops at once, the new one works
+    # rotate it: by default the old secret keeps working for a day, and the page says until when
     browser.get(hv.url + "/admin/orgs/widgets")
+    assert Select(browser.find_element(By.NAME, "grace_seconds")).first_selected_option.text == "in 24 hours"
     submit(browser, "form[action*='/rotate']")
     new_secret = browser.find_element(By.ID, "secret").text
     assert new_secret != old_secret
-    assert requests.get(f"{hv.url}/repos/widgets/names", headers={"authorization": old_secret}).status_code == 401
+    assert browser.find_element(By.ID, "key-title").text == "Key deploy rotated"
+    assert "keeps working until" in browser.find_element(By.ID, "rotation").text
+    shot(browser, "03b-key-rotated")
+    assert requests.get(f"{hv.url}/repos/widgets/names", headers={"authorization": old_secret}).status_code == 200
     assert requests.get(f"{hv.url}/repos/widgets/names", headers={"authorization": new_secret}).status_code == 200
+    browser.refresh()  # a reload shows no secret and makes no key
+    assert browser.find_element(By.ID, "secret-gone")
+
+    # revoke the new one, after a confirmation page
+    browser.get(hv.url + "/admin/orgs/widgets")
+    submit(browser, "tr:not(.revoked) form[action*='/revoke']")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Revoke key deploy?"
+    shot(browser, "03c-revoke-confirm")
+    submit(browser, "form")
+    assert requests.get(f"{hv.url}/repos/widgets/names", headers={"authorization": new_secret}).status_code == 401
 
     # retire a release from its package page
     browser.get(hv.url + "/admin/orgs/acme/packages/hello")

@@ -2,6 +2,10 @@
 
 from appliance.errors import Invalid
 
+# When a rotated key's old secret stops working; the first is the default, so deployed clients
+# keep working for a day while they are switched to the new secret.
+GRACE_CHOICES = ((86400, "in 24 hours"), (3600, "in 1 hour"), (604800, "in 7 days"), (0, "immediately"))
+
 ORG_KEY_PERMISSIONS = {
     "repository": ("repository", None),
     "docs": ("docs", None),

@@ -14,7 +14,6 @@ from appliance.runtime import create_signing_key
 from webui import bp, forms
 from webui.auth import actor
 
-GRACE_CHOICES = ((0, "immediately"), (3600, "after 1 hour"), (86400, "after 1 day"), (604800, "after 7 days"))
 
 
 def me():
@@ -82,7 +81,7 @@ def org_show(org_name):
                            org_keys=runtime().key_uses.overlay(keys.list_for(organization=org)) if is_admin else [],
                            setup=client_setup(org), signing=SigningKey.current(),
                            packages=packages.search([org], None, per_page=10), roles=("read", "write", "admin"),
-                           grace_choices=GRACE_CHOICES, package_count=orgs.package_count(org),
+                           grace_choices=forms.GRACE_CHOICES, package_count=orgs.package_count(org),
                            unbuildable=registry_builder.failing_packages(runtime(), org) if is_admin else {})
 
 
@@ -124,77 +123,7 @@ def member_remove(org_name, username):
     return redirect(url_for("webui.org_show", org_name=org.name))
 
 
-# -- keys ----------------------------------------------------------------------------------------
-
-def _created(key, secret, org=None):
-    """The one page that ever shows a key's secret."""
-    response = render_template("webui/key_created.html", key=key, secret=secret, org=org,
-                               setup=client_setup(org, repo_key=secret) if org else None)
-    return response, 201, {"Cache-Control": "no-store"}
-
-
-@bp.post("/orgs/<org_name>/keys")
-@login_required
-def org_key_create(org_name):
-    org = visible_org(org_name, permissions.ADMIN)
-    perms = forms.permissions(request.form, org.name)
-    key, secret = keys.create(runtime().app_secret, request.form.get("name"), perms, organization=org,
-                              actor=actor())
-    return _created(key, secret, org)
-
-
-@bp.get("/keys")
-@login_required
-def user_keys():
-    memberships = orgs.memberships_of(me())
-    return render_template("webui/keys.html", keys=runtime().key_uses.overlay(keys.list_for(user=me())),
-                           memberships=memberships,
-                           grace_choices=GRACE_CHOICES)
-
-
-@bp.post("/keys")
-@login_required
-def user_key_create():
-    perms = forms.user_permissions(request.form)
-    permissions.grantable(principal(), perms, orgs.role_of, orgs.get)
-    key, secret = keys.create(runtime().app_secret, request.form.get("name"), perms, user=me(), actor=actor())
-    return _created(key, secret)
-
-
-def _manageable_key(key_id):
-    key = keys.get_by_id(key_id)
-    if key.user_id is not None:
-        if key.user_id != me().id and not me().is_admin:
-            abort(404, description="No such key.")
-    else:
-        visible_org(key.organization.name, permissions.ADMIN)
-    return key
-
-
-def _back(key):
-    if key.organization_id:
-        return redirect(url_for("webui.org_show", org_name=key.organization.name))
-    return redirect(url_for("webui.user_keys"))
-
-
-@bp.post("/keys/<int:key_id>/revoke")
-@login_required
-def key_revoke(key_id):
-    key = _manageable_key(key_id)
-    keys.revoke(key, actor=actor())
-    flash(f"Key {key.name} revoked; it no longer works.", "info")
-    return _back(key)
-
-
-@bp.post("/keys/<int:key_id>/rotate")
-@login_required
-def key_rotate(key_id):
-    """Replace the secret; the old one stops at once or after the chosen grace period."""
-    key = _manageable_key(key_id)
-    grace = forms.choice(request.form, "grace_seconds", [g for g, _ in GRACE_CHOICES], int)
-    new_key, secret = keys.rotate(runtime().app_secret, key, grace_seconds=grace, actor=actor())
-    return _created(new_key, secret, key.organization if key.organization_id else None)
-
+# Keys are in webui/keys.py, users in webui/users.py.
 
 # -- the signing key (appliance administrators); users are in webui/users.py -----------------
 

@@ -7,7 +7,7 @@ from flask_login import login_required
 from appliance import permissions
 from appliance.ops import outbox, webhooks
 from appliance.routes.keyauth import runtime
-from webui import bp
+from webui import bp, once
 from webui.auth import actor
 from webui.views import visible_org
 
@@ -25,8 +25,18 @@ def webhook_list(org_name):
 def webhook_create(org_name):
     org = visible_org(org_name, permissions.ADMIN)
     hook, secret = webhooks.create(runtime(), org, request.form.get("url"), actor=actor())
+    once.put("webhook", hook.id, secret)  # shown by the page redirected to, once (post/redirect/get)
+    return redirect(url_for("webui.webhook_created", org_name=org.name, hook_id=hook.id), code=303)
+
+
+@bp.get("/orgs/<org_name>/webhooks/<int:hook_id>/created")
+@login_required
+def webhook_created(org_name, hook_id):
+    org = visible_org(org_name, permissions.ADMIN)
+    hook = webhooks.get(org, hook_id)
+    secret, _about = once.take("webhook", hook.id)
     response = render_template("webui/webhook_created.html", org=org, hook=hook, secret=secret)
-    return response, 201, {"Cache-Control": "no-store"}
+    return response, 200, {"Cache-Control": "no-store"}
 
 
 @bp.get("/orgs/<org_name>/webhooks/<int:hook_id>")
