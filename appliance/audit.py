@@ -5,10 +5,15 @@ organization's hooks hear of exactly the changes that committed; and it is an ``
 (events.py), emitted once the transaction commits, which the server logs and counts in /metrics.
 """
 
+import csv
 import dataclasses
+import datetime
+import io
+import json
 
 from appliance import events
 from appliance.db import write_tx
+from appliance.errors import Invalid
 from appliance.models import AuditLog
 from appliance.ops import outbox
 
@@ -99,3 +104,75 @@ def iter_entries(organization=None, username=None, action=None, since=None, unti
         if len(page) < 1000:
             return
         last = page[-1].id
+
+
+@dataclasses.dataclass(frozen=True)
+class Filters:
+    """What the audit page, its exports and ``hexvault audit`` select by; empty means any."""
+
+    organization: str | None = None
+    username: str | None = None
+    action: str | None = None
+    since: datetime.datetime | None = None  # from the start of this day (UTC)
+    until: datetime.datetime | None = None  # up to the end of the day given (UTC)
+
+    @classmethod
+    def parse(cls, organization=None, username=None, action=None, since=None, until=None):
+        """From typed text; dates are YYYY-MM-DD (UTC days, both ends included)."""
+        def day(field, text):
+            try:
+                return datetime.datetime.strptime(text.strip(), "%Y-%m-%d")
+            except ValueError:
+                raise Invalid("Validation error(s)", {field: "Write the date as YYYY-MM-DD, e.g. 2026-12-03."}) from None
+
+        clean = {k: (v or "").strip() or None for k, v in
+                 dict(organization=organization, username=username, action=action).items()}
+        start = day("since", since) if (since or "").strip() else None
+        end = day("until", until) + datetime.timedelta(days=1) if (until or "").strip() else None
+        return cls(since=start, until=end, **clean)
+
+    def query(self):
+        return dict(organization=self.organization, username=self.username, action=self.action,
+                    since=self.since, until=self.until)
+
+
+EXPORT_FIELDS = ("id", "created_at", "actor", "action", "organization", "target", "details", "ip", "user_agent")
+
+
+def as_dict(entry):
+    return {"id": entry.id, "created_at": entry.created_at.isoformat(timespec="seconds") + "Z", "actor": entry.actor,
+            "action": entry.action, "organization": entry.organization, "target": entry.target,
+            "details": entry.details, "ip": entry.ip, "user_agent": entry.user_agent}
+
+
+def export_jsonl(rows):
+    """One JSON object per line, per row."""
+    for entry in rows:
+        yield json.dumps(as_dict(entry), sort_keys=True) + "\n"
+
+
+def _cell(value):
+    # A spreadsheet would run a cell starting like a formula (a key named "=HYPERLINK(...)"):
+    # a leading apostrophe keeps it text.
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def export_csv(rows):
+    """A header line, then one CSV line per row (details as JSON)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush():
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(EXPORT_FIELDS)
+    yield flush()
+    for entry in rows:
+        row = as_dict(entry)
+        row["details"] = json.dumps(row["details"], sort_keys=True)
+        writer.writerow([_cell(row[f]) for f in EXPORT_FIELDS])
+        yield flush()

@@ -229,7 +229,7 @@ def revoke(key, *, actor=audit.CLI):
     now = utcnow()
     with write_tx():
         if Key.update(revoked_at=now).where((Key.id == key.id) & Key.revoked_at.is_null()).execute():
-            audit.record(actor, "key.remove", organization=key.organization, target=key.name,
+            audit.record(actor, "key.revoke", organization=key.organization, target=key.name,
                          owner=key.owner_name)
     return find_by_id(key.id)
 

@@ -204,4 +204,4 @@ def test_revoking_twice_changes_and_audits_once(world):
     first = keys.revoke(key)
     second = keys.revoke(stale)  # a second admin's page still showed it live
     assert first.revoked_at is not None and second.revoked_at == first.revoked_at
-    assert [e.action for e in audit.entries(action="key.remove")] == ["key.remove"]
+    assert [e.action for e in audit.entries(action="key.revoke")] == ["key.revoke"]

@@ -351,6 +351,9 @@ def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path, via):
     assert stamped_version(db) == 1
     columns = columns_of(db)
     before = snapshot(db, columns)
+    # Renamed on purpose (m0007): the first release audited revoking a key as key.remove.
+    upgraded = dict(before, audit_log=sorted((tuple("key.revoke" if v == "key.remove" else v for v in row)
+                                              for row in before["audit_log"]), key=repr))
     latest = migrations.latest_version()
     pending = latest - 1
 
@@ -368,7 +371,7 @@ def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path, via):
     server = ServerProcess(data).start()  # serve migrates before it listens
     try:
         assert stamped_version(db) == latest
-        assert snapshot(db, columns) == before
+        assert snapshot(db, columns) == upgraded
         copies = list((data / "pre-migration").glob("*")) if pending else []
         assert len(copies) == (1 if pending else 0)
         for copy in copies:
@@ -422,3 +425,12 @@ def test_user_sessions_drops_the_old_session_counters(first_release):
     migrations.upgrade(first_release)
     assert database.execute_sql("SELECT key FROM meta WHERE key LIKE 'sessions:%'").fetchall() == []
     assert database.execute_sql("SELECT value FROM meta WHERE key = 'default_organization'").fetchone() == ("acme",)
+
+
+def test_audit_action_names_renames_key_remove_to_key_revoke(first_release):
+    """m0007: the UI's Revoke is audited as key.revoke; rows of older releases are renamed."""
+    database.execute_sql("INSERT INTO audit_log (created_at, actor, action, target, details) "
+                         "VALUES ('2026-01-01 00:00:00', 'admin', 'key.remove', 'old-ci', '{}')")
+    migrations.upgrade(first_release)
+    actions = [r[0] for r in database.execute_sql("SELECT action FROM audit_log WHERE target = 'old-ci'")]
+    assert "key.revoke" in actions and "key.remove" not in actions

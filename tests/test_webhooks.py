@@ -101,7 +101,7 @@ def test_every_kind_of_change_reaches_the_hook_once_and_signed(fast, worker, web
         orgs.add_member(beta, accounts.get_user("dave"), "read")
 
         expected = ["release.publish", "release.replace", "release.retire", "release.unretire", "docs.publish",
-                    "docs.revert", "release.publish", "release.revert", "key.generate", "key.remove",
+                    "docs.revert", "release.publish", "release.revert", "key.generate", "key.revoke",
                     "membership.add", "membership.role", "membership.remove"]
         got = rx.wait_for(lambda r: len(r) >= len(expected), what="13 events")
         assert sorted(r["event"]["type"] for r in got) == sorted(expected)

@@ -222,3 +222,28 @@ def test_offboarding_in_chromium(hv, browser):
     submit(browser, "form[action$='/delete']")
     assert "User leaver deleted" in browser.find_element(By.CLASS_NAME, "flash").text
     assert requests.get(f"{hv.url}/repos/acme/names", headers={"authorization": secret}).status_code == 401
+
+
+def test_audit_log_wraps_long_details_and_pages_in_chromium(hv, browser):
+    """Issue 13.3: a long detail wraps inside its column instead of pushing the page sideways."""
+    from selenium.webdriver.common.by import By
+
+    from appliance import audit
+    from appliance.db import write_tx
+
+    with write_tx():
+        audit.record(audit.CLI, "release.retire", organization="acme", target="hello 0.1.0",
+                     message="x" * 400, reason="security-" * 30)
+    browser.set_window_size(1280, 900)
+    browser.get(hv.url + "/admin/login")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin-password")
+    submit(browser, "form")
+    browser.get(hv.url + "/admin/audit?org=acme")
+    assert "release.retire" in browser.find_element(By.CSS_SELECTOR, "table.audit").text
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    shot(browser, "13-audit-log")
+    browser.find_element(By.NAME, "action").send_keys("release.retire")
+    submit(browser, "#audit-filter")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.audit tbody tr")
+    assert len(rows) == 1 and "CSV" in browser.find_element(By.ID, "export-csv").text

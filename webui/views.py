@@ -1,7 +1,9 @@
-"""Admin pages: organizations and members, keys (create, revoke, rotate), users, the registry
-signing key and the audit log. Each view parses the form, calls one service, renders."""
+"""Admin pages: organizations and members, the registry
+signing key and the audit log (keys: webui/keys.py, users: webui/users.py). Each view parses the form, calls one service, renders."""
 
-from flask import abort, flash, redirect, render_template, request, url_for
+import dataclasses
+
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
 from appliance import accounts, audit, clientsetup, keys, orgs, packages, permissions, registry_builder
@@ -144,18 +146,48 @@ def signing_key():
     return render_template("webui/signing_key.html", history=history)
 
 
+AUDIT_PAGE = 100
+
+
+def _audit_filters():
+    """The audit filters from the query string; an organization admin who is no appliance admin
+    reads only the organizations they administer (the first of them unless one is chosen)."""
+    args = request.args
+    filters = audit.Filters.parse(args.get("org"), args.get("user"), args.get("action"), args.get("since"),
+                                  args.get("until"))
+    if not me().is_admin:
+        allowed = [m.organization.name for m in orgs.memberships_of(me()) if m.role == "admin"]
+        if not allowed:
+            raise Forbidden("Only organization administrators can read the audit log.")
+        if filters.organization not in allowed:
+            filters = dataclasses.replace(filters, organization=allowed[0])
+    return filters
+
+
 @bp.get("/audit")
 @login_required
 def audit_log():
-    """Who did what, when, from where. Organization admins see their organizations' rows."""
-    org_filter = request.args.get("org") or None
-    if not me().is_admin:
-        allowed = [m.organization.name for m in orgs.memberships_of(me()) if m.role == "admin"]
-        if org_filter not in allowed:
-            org_filter = allowed[0] if allowed else None
-        if org_filter is None:
-            raise Forbidden("Only organization administrators can read the audit log.")
-    entries = audit.entries(organization=org_filter, username=request.args.get("user") or None,
-                            action=request.args.get("action") or None)
-    return render_template("webui/audit.html", entries=entries, org_filter=org_filter or "",
-                           user_filter=request.args.get("user") or "", action_filter=request.args.get("action") or "")
+    """Who did what, when, from where, a page at a time (newest first), filtered."""
+    filters = _audit_filters()
+    before = request.args.get("before", type=int)
+    rows = audit.entries(**filters.query(), before_id=before, limit=AUDIT_PAGE + 1)
+    args = {k: v for k, v in request.args.items() if k != "before" and v}
+    args["org"] = filters.organization or ""
+    older = url_for("webui.audit_log", **args, before=rows[AUDIT_PAGE - 1].id) if len(rows) > AUDIT_PAGE else None
+    return render_template("webui/audit.html", entries=rows[:AUDIT_PAGE], args=args, older=older,
+                           newest=url_for("webui.audit_log", **args) if before else None,
+                           export_csv=url_for("webui.audit_export", fmt="csv", **args),
+                           export_jsonl=url_for("webui.audit_export", fmt="jsonl", **args))
+
+
+@bp.get("/audit/export.<fmt>")
+@login_required
+def audit_export(fmt):
+    """Every row the filter selects (not just one page), as CSV or JSON lines."""
+    if fmt not in ("csv", "jsonl"):
+        abort(404, description="Export as audit/export.csv or audit/export.jsonl.")
+    filters = _audit_filters()
+    body = (audit.export_csv if fmt == "csv" else audit.export_jsonl)(audit.iter_entries(**filters.query()))
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(stream_with_context(body), mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="hexvault-audit.{fmt}"', "Cache-Control": "no-store"})

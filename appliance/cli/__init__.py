@@ -12,6 +12,7 @@ the module it drives.
 
 from appliance.cli.group import main
 # Imported for their side effect: each registers its commands on `main`.
+from appliance.cli import audit  # noqa: F401,E402
 from appliance.cli import backup  # noqa: F401,E402
 from appliance.cli import db  # noqa: F401,E402
 from appliance.cli import front  # noqa: F401,E402

@@ -17,7 +17,7 @@ from appliance.models import Organization, Webhook, WebhookDelivery, WebhookEven
 EVENT_TYPES = (
     "release.publish", "release.replace", "release.revert", "release.retire", "release.unretire",
     "docs.publish", "docs.revert",
-    "key.generate", "key.remove", "key.rotate",
+    "key.generate", "key.revoke", "key.rotate",
     "membership.add", "membership.role", "membership.remove",
 )
 _EVENT_TYPES = frozenset(EVENT_TYPES)
