@@ -70,6 +70,9 @@ def test_json_lines_access_and_audit_without_credentials(hv, tmp_path):
     publish = next(a for a in access if a["method"] == "POST" and a["path"].endswith("/releases"))
     assert publish["status"] == 201 and publish["bytes"] > 0
     audit = [line for line in lines if line["logger"] == "hexvault.audit"]
+    logins = [a for a in audit if a["action"].startswith("user.login")]  # audited too (issue 13.3)
+    assert logins and all(a["target"] == "admin" for a in logins)
+    audit = [a for a in audit if a not in logins]
     assert [(a["action"], a["organization"], a["target"]) for a in audit] == [("release.publish", "acme", "logged 1.0.0")]
     assert audit[0]["actor"] == "admin (key admin-write)" and audit[0]["details"]["via"] == "api"
     assert any("serving on" in line["message"] for line in lines)
