@@ -84,7 +84,7 @@ def test_a_key_for_a_repository_its_owner_cannot_read_is_refused_with_the_reason
     carol.login("carol", "carol-password")
     refused = carol.post("/admin/keys", {"name": "ci", "repository": "acme"})
     assert refused.status_code == 403
-    assert "you cannot grant repository:acme: a key never reads more than its owner" in refused.text
+    assert "You cannot grant repository:acme: a key never reads more than its owner" in refused.text
     assert keys.list_for(user=user) == []
 
 

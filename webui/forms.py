@@ -47,3 +47,24 @@ def choice(form, field, allowed, parse=str):
     if value not in allowed:
         raise Invalid("Validation error(s)", {field: "is not one of the offered choices"})
     return value
+
+
+# How fields are named in sentences about them.
+_LABELS = {"email": "e-mail address", "full_name": "full name", "url": "URL", "confirm": "confirmation"}
+_PREDICATES = ("must", "has", "is", "are", "can't", "cannot", "should")
+
+
+def sentence(field, text):
+    """A service's error about ``field`` as a sentence for the page: "must be at least 8
+    characters" -> "The password must be at least 8 characters."."""
+    text = str(text).strip().rstrip(".")
+    if text.split(" ", 1)[0] in _PREDICATES:
+        text = f"The {_LABELS.get(field, field.replace('_', ' '))} {text}"
+    return text[:1].upper() + text[1:] + "."
+
+
+def field_errors(exc, field):
+    """{field: sentence} for the fields a HexvaultError names, else its message under ``field``."""
+    if exc.errors:
+        return {name: sentence(name, text) for name, text in exc.errors.items()}
+    return {field: sentence(field, exc.message)}

@@ -8,10 +8,11 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from appliance import keys, orgs, permissions
+from appliance.errors import Conflict, Forbidden, Invalid
 from appliance.routes.keyauth import runtime
 from webui import bp, forms, once
 from webui.auth import actor
-from webui.views import client_setup, me, principal, visible_org
+from webui.views import client_setup, me, org_page, principal, visible_org
 
 def _show_once(key, secret, **about):
     once.put("key", key.id, secret, **about)
@@ -35,26 +36,38 @@ def key_created(key_id):
 @login_required
 def org_key_create(org_name):
     org = visible_org(org_name, permissions.ADMIN)
-    perms = forms.permissions(request.form, org.name)
-    key, secret = keys.create(runtime().app_secret, request.form.get("name"), perms, organization=org,
-                              actor=actor())
+    try:
+        perms = forms.permissions(request.form, org.name)
+        key, secret = keys.create(runtime().app_secret, request.form.get("name"), perms, organization=org,
+                                  actor=actor())
+    except (Invalid, Conflict) as exc:
+        return org_page(org, form_errors=forms.field_errors(exc, "name"), form_typed=request.form,
+                        key_form=True), exc.status
     return _show_once(key, secret)
 
 
 @bp.get("/keys")
 @login_required
 def user_keys():
+    return _keys_page()
+
+
+def _keys_page(**form):
     memberships = orgs.memberships_of(me())
     return render_template("webui/keys.html", keys=runtime().key_uses.overlay(keys.list_for(user=me())),
-                           memberships=memberships, grace_choices=forms.GRACE_CHOICES)
+                           memberships=memberships, grace_choices=forms.GRACE_CHOICES, **form)
 
 
 @bp.post("/keys")
 @login_required
 def user_key_create():
-    perms = forms.user_permissions(request.form)
-    permissions.grantable(principal(), perms, orgs.role_of, orgs.get)
-    key, secret = keys.create(runtime().app_secret, request.form.get("name"), perms, user=me(), actor=actor())
+    try:
+        perms = forms.user_permissions(request.form)
+        permissions.grantable(principal(), perms, orgs.role_of, orgs.get)
+        key, secret = keys.create(runtime().app_secret, request.form.get("name"), perms, user=me(), actor=actor())
+    except (Invalid, Conflict, Forbidden) as exc:
+        field = "permissions" if isinstance(exc, Forbidden) else "name"
+        return _keys_page(form_errors=forms.field_errors(exc, field), form_typed=request.form), exc.status
     return _show_once(key, secret)
 
 

@@ -5,9 +5,9 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from appliance import accounts, orgs
-from appliance.errors import Invalid
+from appliance.errors import Conflict, Invalid
 from appliance.routes.keyauth import runtime
-from webui import bp
+from webui import bp, forms
 from webui.auth import actor
 from webui.views import require_admin
 
@@ -17,16 +17,24 @@ from webui.views import require_admin
 def users():
     require_admin()
     if request.method == "POST":
-        user = accounts.create_user(request.form.get("username"), request.form.get("password"),
-                                    email=request.form.get("email"), full_name=request.form.get("full_name"),
-                                    is_admin=bool(request.form.get("is_admin")),
-                                    rounds=runtime().config.bcrypt_rounds, actor=actor())
+        try:
+            user = accounts.create_user(request.form.get("username"), request.form.get("password"),
+                                        email=request.form.get("email"), full_name=request.form.get("full_name"),
+                                        is_admin=bool(request.form.get("is_admin")),
+                                        rounds=runtime().config.bcrypt_rounds, actor=actor())
+        except (Invalid, Conflict) as exc:
+            typed = {k: v for k, v in request.form.items() if k != "password"}  # never echo a password
+            return _users_page(form_errors=forms.field_errors(exc, "username"), form_typed=typed), exc.status
         flash(f"User {user.username} created.", "info")
         return redirect(url_for("webui.users"))
+    return _users_page()
+
+
+def _users_page(**form):
     every = accounts.list_users()
     memberships = {u.id: orgs.memberships_of(u) for u in every}
     return render_template("webui/users.html", users=every, memberships=memberships,
-                           last_logins=accounts.last_logins())
+                           last_logins=accounts.last_logins(), **form)
 
 
 @bp.get("/users/<username>")

@@ -2,12 +2,13 @@
 signing key and the audit log (keys: webui/keys.py, users: webui/users.py). Each view parses the form, calls one service, renders."""
 
 import dataclasses
+import functools
 
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
 from appliance import accounts, audit, clientsetup, keys, orgs, packages, permissions, registry_builder
-from appliance.errors import Forbidden, Invalid, NotFound
+from appliance.errors import Conflict, Forbidden, Invalid, NotFound
 from appliance.models import SigningKey
 from appliance.ops import disk
 from appliance.permissions import Principal
@@ -56,19 +57,31 @@ def client_setup(org, repo_key=None, api_key=None):
 @login_required
 def index():
     """Organizations the user belongs to (all of them for administrators)."""
+    return _index_page()
+
+
+def _index_page(**form):
     if me().is_admin:
         rows = [(o, orgs.role_of(me(), o) or "appliance admin") for o in orgs.list_all()]
     else:
         rows = [(m.organization, m.role) for m in orgs.memberships_of(me())]
     disk_usage = disk.usage(runtime().config) if me().is_admin else None
-    return render_template("webui/index.html", rows=rows, disk=disk_usage, human=disk.human)
+    return render_template("webui/index.html", rows=rows, disk=disk_usage, human=disk.human, **form)
+
+
+def _form_failed(page, exc, field, **extra):
+    """The form's page again, with what was typed and the errors next to their fields."""
+    return page(form_errors=forms.field_errors(exc, field), form_typed=request.form, **extra), exc.status
 
 
 @bp.post("/orgs")
 @login_required
 def org_create():
     require_admin()
-    org = orgs.create(request.form.get("name"), actor=actor())
+    try:
+        org = orgs.create(request.form.get("name"), actor=actor())
+    except (Invalid, Conflict) as exc:
+        return _form_failed(_index_page, exc, "name")
     registry_builder.ensure_index(runtime(), org)
     flash(f"Organization {org.name} created; its repository is at /repos/{org.name}.", "info")
     return redirect(url_for("webui.org_show", org_name=org.name))
@@ -77,14 +90,18 @@ def org_create():
 @bp.get("/orgs/<org_name>")
 @login_required
 def org_show(org_name):
-    org = visible_org(org_name)
+    return org_page(visible_org(org_name))
+
+
+def org_page(org, **form):
     is_admin = permissions.can(principal(), permissions.ADMIN, org, orgs.role_of)
     return render_template("webui/org.html", org=org, members=orgs.members(org), is_admin=is_admin,
                            org_keys=runtime().key_uses.overlay(keys.list_for(organization=org)) if is_admin else [],
                            setup=client_setup(org), signing=SigningKey.current(),
                            packages=packages.search([org], None, per_page=10), roles=("read", "write", "admin"),
                            grace_choices=forms.GRACE_CHOICES, package_count=orgs.package_count(org),
-                           unbuildable=registry_builder.failing_packages(runtime(), org) if is_admin else {})
+                           unbuildable=registry_builder.failing_packages(runtime(), org) if is_admin else {},
+                           **form)
 
 
 @bp.post("/orgs/<org_name>/delete")
@@ -102,7 +119,17 @@ def org_delete(org_name):
 @login_required
 def member_add(org_name):
     org = visible_org(org_name, permissions.ADMIN)
-    orgs.add_member(org, accounts.get_user(request.form.get("username")), request.form.get("role"), actor=actor())
+    typed = (request.form.get("username") or "").strip()
+    try:
+        orgs.add_member(org, accounts.get_user(typed), request.form.get("role"), actor=actor())
+    except NotFound:
+        return org_page(org, form_errors={"username": f"There is no user named {typed}."},
+                        form_typed=request.form), 422
+    except Conflict:
+        return org_page(org, form_errors={"username": f"{typed} is already a member of {org.name}."},
+                        form_typed=request.form), 409
+    except Invalid as exc:
+        return _form_failed(functools.partial(org_page, org), exc, "username")
     flash("Member added.", "info")
     return redirect(url_for("webui.org_show", org_name=org.name))
 
