@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tomllib
+import urllib.parse
 from pathlib import Path
 
 from appliance.errors import ConfigError
@@ -65,6 +66,20 @@ def _positive_int(value):
 def _str(value):
     if not isinstance(value, str):
         raise ValueError("expected a string")
+    return value
+
+
+def _base_url(value):
+    """Empty (http://HOST:PORT) or an absolute http(s) URL: clients are told this URL, and one
+    without a scheme would be read as a path."""
+    value = _str(value).strip()
+    if not value:
+        return value
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an absolute URL such as https://hex.corp.example, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("expected a URL without ? or #")
     return value
 
 
@@ -145,7 +160,7 @@ SETTINGS = (
     Setting("data_dir", "/var/lib/hexvault", _str, "Directory holding the database, blobs, signing keys and import folder."),
     Setting("host", "127.0.0.1", _str, "Address `hexvault serve` listens on."),
     Setting("port", 8000, _int, "Port `hexvault serve` listens on."),
-    Setting("base_url", "", _str, "External URL clients use (e.g. http://hex.corp:8000); defaults to http://HOST:PORT."),
+    Setting("base_url", "", _base_url, "External URL clients use (e.g. http://hex.corp:8000); defaults to http://HOST:PORT."),
     Setting("threads", 8, _int, "Worker threads of the waitress server."),
     Setting("connection_limit", 1000, _positive_int,
             "Open client connections served at once; when all are taken, the longest idle one is closed "

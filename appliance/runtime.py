@@ -125,10 +125,20 @@ def initialize(config):
     write_private(data / "secret_key", secrets.token_hex(32).encode())
 
 
+def not_initialized_message(config):
+    """Which directory was looked at and how to point at another: a wrong directory is far more
+    likely than a missing installation, and a second `init` would make a second, empty one."""
+    where = config.data_path
+    state = "does not exist" if not where.exists() else "holds no Hexvault database"
+    return (f"data directory {where} is not initialized ({state}); if Hexvault lives elsewhere, set data_dir "
+            "in the config file (--config or HEXVAULT_CONFIG) or HEXVAULT_DATA_DIR; to set up a new one here, "
+            "run `hexvault init`")
+
+
 def open_database(config):
     """Bind the database of an initialized data directory (no migration: see open_runtime)."""
     if not is_initialized(config):
-        raise NotInitialized(f"{config.data_dir} is not initialized; run `hexvault init` first")
+        raise NotInitialized(not_initialized_message(config))
     init_database(config.database_path, config.busy_timeout)
 
 

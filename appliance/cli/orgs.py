@@ -15,6 +15,7 @@ def org():
 @command(org, "create")
 @click.argument("name")
 def org_create(rt, name):
+    """Create organization NAME with its own private repository at /repos/NAME."""
     created = orgs.create(name)
     registry_builder.ensure_index(rt, created)
     click.echo(f"created organization {created.name}; repository at {rt.config.external_url}/repos/{created.name}")
@@ -22,6 +23,7 @@ def org_create(rt, name):
 
 @command(org, "list")
 def org_list(rt):
+    """List the organizations and how many members each has."""
     for o in orgs.list_all():
         click.echo(f"{o.name}\t{len(orgs.members(o))} members")
 
@@ -29,8 +31,10 @@ def org_list(rt):
 @command(org, "add-member")
 @click.argument("org_name")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True)
+@click.option("--role", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True,
+              help="read: fetch packages; write: also publish; admin: also manage members and keys.")
 def org_add_member(rt, org_name, username, role):
+    """Give USERNAME a role in ORG_NAME (read: fetch; write: also publish; admin: also manage)."""
     orgs.add_member(orgs.get(org_name), accounts.get_user(username), role)
     click.echo(f"{username} is now {role} in {org_name}")
 
@@ -39,6 +43,7 @@ def org_add_member(rt, org_name, username, role):
 @click.argument("org_name")
 @click.argument("username")
 def org_remove_member(rt, org_name, username):
+    """Take USERNAME out of ORG_NAME (their keys stop reading its repository)."""
     orgs.remove_member(orgs.get(org_name), accounts.get_user(username))
     click.echo(f"{username} removed from {org_name}")
 
@@ -46,6 +51,7 @@ def org_remove_member(rt, org_name, username):
 @command(org, "members")
 @click.argument("org_name")
 def org_members(rt, org_name):
+    """List the members of ORG_NAME with their roles."""
     for m in orgs.members(orgs.get(org_name)):
         click.echo(f"{m.user.username}\t{m.role}")
 

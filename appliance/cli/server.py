@@ -80,7 +80,11 @@ def serve(ctx, host, port):
     # normal for a busy appliance and the logging itself would slow it down.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:
-        server = serving.create_server(app, config, host=config.host, port=config.port)
+        try:
+            server = serving.create_server(app, config, host=config.host, port=config.port)
+        except OSError as exc:  # the port is taken, or the address is not this machine's: one line
+            fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; stop what uses it "
+                 "or choose another port (--port, or port in the config file)")
         # A log record, not a print: with log_format = "json" every line a shipper reads is JSON.
         logging.getLogger("hexvault").info("Hexvault %s serving on http://%s:%s (external URL %s)", __version__,
                                            config.host, config.port, config.external_url)

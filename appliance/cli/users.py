@@ -41,6 +41,7 @@ def _full_name_option(fn):
 @_full_name_option
 @click.option("--admin", is_flag=True, help="Appliance administrator (all organizations).")
 def user_create(rt, username, password, email, full_name, admin):
+    """Create user USERNAME (the password is prompted for unless given)."""
     created = accounts.create_user(username, _read_password(password), email=email, full_name=full_name,
                                    is_admin=admin, rounds=rt.config.bcrypt_rounds)
     click.echo(f"created user {created.username}" + (" (admin)" if admin else ""))
@@ -61,6 +62,7 @@ def user_update(rt, username, email, full_name):
 
 @command(user, "list")
 def user_list(rt):
+    """List the users: name, e-mail and flags (admin, disabled)."""
     for u in accounts.list_users():
         flags = ",".join(f for f, on in (("admin", u.is_admin), ("disabled", u.disabled_at)) if on)
         click.echo(f"{u.username}\t{u.email or '-'}\t{u.full_name or '-'}\t{flags or '-'}")
@@ -77,6 +79,7 @@ def user_disable(rt, username):
 @command(user, "enable")
 @click.argument("username")
 def user_enable(rt, username):
+    """Let a disabled user log in and use their keys again (their memberships were kept)."""
     accounts.set_disabled(accounts.get_user(username), False)
     click.echo(f"{username} enabled")
 
@@ -85,6 +88,7 @@ def user_enable(rt, username):
 @click.argument("username")
 @_password_option
 def user_set_password(rt, username, password):
+    """Set USERNAME's password; every web session of theirs ends."""
     accounts.set_password(accounts.get_user(username), _read_password(password), rounds=rt.config.bcrypt_rounds)
     click.echo(f"password of {username} changed")
 
