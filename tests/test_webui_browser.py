@@ -247,3 +247,21 @@ def test_audit_log_wraps_long_details_and_pages_in_chromium(hv, browser):
     submit(browser, "#audit-filter")
     rows = browser.find_elements(By.CSS_SELECTOR, "table.audit tbody tr")
     assert len(rows) == 1 and "CSV" in browser.find_element(By.ID, "export-csv").text
+
+
+def test_a_refused_form_keeps_its_input_in_chromium(hv, browser):
+    """Issue 13.4: the error is next to the field, on the same page, with what was typed."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(hv.url + "/admin/login")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin-password")
+    submit(browser, "form")
+    browser.get(hv.url + "/admin/orgs/acme")
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/members'] input[name=username]").send_keys("nobody")
+    submit(browser, "form[action$='/members']")
+    assert browser.find_element(By.ID, "error-username").text == "There is no user named nobody."
+    typed = browser.find_element(By.CSS_SELECTOR, "form[action$='/members'] input[name=username]")
+    assert typed.get_attribute("value") == "nobody"
+    browser.execute_script("arguments[0].scrollIntoView()", typed)
+    shot(browser, "13-form-error-inline")
