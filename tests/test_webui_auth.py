@@ -295,9 +295,9 @@ def test_a_user_key_never_carries_more_than_its_user_holds(hv, web_world):
     reader = web_world["sessions"]["read member"]
     for form in ({"name": "wide", "repository": "beta"}, {"name": "wide", "repository": "nosuch"}):
         response = reader.post("/admin/keys", form)
-        assert response.status_code == 403 and "you cannot grant repository:" in response.text
+        assert response.status_code == 403 and "ou cannot grant repository:" in response.text
     assert keys.list_for(user=web_world["people"]["reader"]) == []
-    assert reader.post("/admin/keys", {"name": "own", "repository": "acme"}).status_code == 201
+    assert reader.post("/admin/keys", {"name": "own", "repository": "acme"}, allow_redirects=False).status_code == 303
 
 
 def test_the_audit_log_shows_organization_admins_only_their_organizations(hv, web_world):
@@ -307,7 +307,7 @@ def test_the_audit_log_shows_organization_admins_only_their_organizations(hv, we
     orgadmin = WebSession(hv.url)
     assert orgadmin.login("orgadmin", "orgadmin-password").status_code == 200
     page = orgadmin.get("/admin/audit?org=beta")  # asks for another organization: gets its own
-    assert page.status_code == 200 and 'name="org" placeholder="organization" value="acme"' in page.text
+    assert page.status_code == 200 and '<input name="org" value="acme">' in page.text
     assert "<td>acme</td>" in page.text and "<td>beta</td>" not in page.text
     admin = WebSession(hv.url)
     admin.login()
