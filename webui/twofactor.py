@@ -6,12 +6,13 @@ Between the password and the code the browser holds only a short-lived, signed n
 the password right (no session exists yet), so a stolen note still needs the code.
 """
 
+import dataclasses
 import time
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
-from appliance import accounts, identity, loginlimit
+from appliance import accounts, audit, identity, loginlimit
 from appliance.errors import Invalid, NotFound, RateLimited, Unauthenticated
 from appliance.identity import totp
 from appliance.routes.keyauth import client_ip, runtime
@@ -57,6 +58,7 @@ def login_code():
     if user.disabled_at is not None:
         return redirect(url_for("webui.login"))
     _start_session(user)
+    audit.record_login(dataclasses.replace(actor(), user=user), "user.login", user.username)
     return redirect(_same_site_path(pending.get("next")) or url_for("webui.index"))
 
 
