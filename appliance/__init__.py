@@ -31,7 +31,7 @@ def create_app(config=None, runtime=None):
     from appliance.config import load_config
     from appliance.db import database
     from appliance.ops import edge, logs, metrics
-    from appliance.routes import api, mirror, ops, repository
+    from appliance.routes import api, mirror, oauth, ops, repository
     from appliance.routes.fastpath import RepositoryFastPath
     from appliance.routes.responses import register_error_handlers
     from appliance.runtime import open_runtime
@@ -71,6 +71,7 @@ def create_app(config=None, runtime=None):
     register_error_handlers(app)
     app.register_blueprint(repository.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(oauth.bp)
     app.register_blueprint(mirror.bp)
     app.register_blueprint(ops.bp)
 

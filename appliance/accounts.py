@@ -9,6 +9,7 @@ import bcrypt
 import peewee
 
 from appliance import audit, identity, sessions
+from appliance.identity import device
 from appliance.db import write_tx
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
 from appliance.models import AuditLog, Key, Membership, Organization, User, utcnow
@@ -154,6 +155,7 @@ def set_disabled(user, disabled, *, actor=audit.CLI):
         User.update(disabled_at=stamp, updated_at=utcnow()).where(User.id == user.id).execute()
         if disabled:  # ended for good: enabling the user again must not revive them
             sessions.end_all(user)
+            device.end_all(user)
         audit.record(actor, "user.disable" if disabled else "user.enable", target=user.username)
     user.disabled_at = stamp
 

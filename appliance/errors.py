@@ -145,3 +145,13 @@ class ConfigError(HexvaultError):
 
     status = 500
     message = "invalid configuration"
+
+
+class OAuthError(HexvaultError):
+    """An OAuth 2.0 error (RFC 6749 §5.2, RFC 8628 §3.5). Hex reads ``error`` from the body: the
+    OAuth routes answer ``{error: code, error_description: message}``."""
+
+    def __init__(self, code, message, status=400):
+        super().__init__(message)
+        self.code = code
+        self.status = status

@@ -19,7 +19,11 @@ log = logging.getLogger("hexvault")
 
 
 class KeyUses:
-    def __init__(self):
+    """The uses of one kind of credential: ``model`` is Key, or OAuthGrant for device logins
+    (any model with last_used_at, last_used_ip and last_used_user_agent)."""
+
+    def __init__(self, model=Key):
+        self.model = model
         self._pending = {}  # key id -> (when, ip, user agent)
         self._lock = threading.Lock()
 
@@ -47,8 +51,8 @@ class KeyUses:
         try:
             with write_tx():
                 for key_id, (when, ip, user_agent) in batch.items():
-                    Key.update(last_used_at=when, last_used_ip=ip, last_used_user_agent=user_agent)\
-                        .where(Key.id == key_id).execute()
+                    self.model.update(last_used_at=when, last_used_ip=ip, last_used_user_agent=user_agent)\
+                        .where(self.model.id == key_id).execute()
         except (Busy, InsufficientStorage) as exc:
             with self._lock:
                 for key_id, use in batch.items():
@@ -63,7 +67,7 @@ class Flusher:
     """The background thread `hexvault serve` runs: flush every ``interval`` seconds, and once more
     on stop."""
 
-    def __init__(self, key_uses, interval=FLUSH_SECONDS):
+    def __init__(self, *key_uses, interval=FLUSH_SECONDS):
         self.key_uses = key_uses
         self.interval = interval
         self._stop = threading.Event()
@@ -80,10 +84,11 @@ class Flusher:
                 self._flush()
 
     def _flush(self):
-        try:
-            self.key_uses.flush()
-        except Exception:  # the thread must outlive any one failure
-            log.exception("writing key last-use times failed")
+        for uses in self.key_uses:
+            try:
+                uses.flush()
+            except Exception:  # the thread must outlive any one failure
+                log.exception("writing key last-use times failed")
 
     def stop(self):
         self._stop.set()

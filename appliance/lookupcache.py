@@ -14,6 +14,7 @@ import threading
 from appliance import keys, orgs, packages
 from appliance.db import generation
 from appliance.errors import NotFound
+from appliance.identity import device
 
 MAX_ENTRIES = 10_000  # per map; unknown secrets are cached too, so the cache must stay bounded
 
@@ -26,6 +27,7 @@ class LookupCache:
 
     def _reset(self):
         self._keys, self._orgs, self._roles, self._releases, self._key_ids = {}, {}, {}, {}, {}
+        self._grants = {}
 
     def _current(self):
         gen = generation()
@@ -62,6 +64,20 @@ class LookupCache:
         if key_id not in table:
             self._remember(table, key_id, keys.find_by_id(key_id))
         return table[key_id]
+
+    def grant(self, app_secret, token):
+        """identity.device.authenticate with the grant (and its user) looked up by id through the memo."""
+        return device.authenticate(app_secret, token, finder=self._find_grant)
+
+    def _find_grant(self, grant_id):
+        self._current()
+        table = self._grants
+        if grant_id not in table:
+            grant = device.find_by_id(grant_id)
+            if grant is not None:
+                grant.user  # loaded now, so a cached grant carries its user's state at this generation
+            self._remember(table, grant_id, grant)
+        return table[grant_id]
 
     def org(self, name):
         table = self._current()[1]

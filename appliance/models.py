@@ -204,6 +204,43 @@ class RecoveryCode(BaseModel):
     used_at = peewee.DateTimeField(null=True)
 
 
+class DeviceAuthorization(BaseModel):
+    """A pending OAuth device login (RFC 8628): the code a client polls with and the code its user
+    types in the web UI, both stored as SHA-256 only. Used once, then ``used_at`` is set."""
+
+    device_code_hash = peewee.CharField(unique=True)
+    user_code_hash = peewee.CharField(unique=True)
+    client_name = peewee.CharField()  # what the client calls itself (mix sends the host name)
+    scope = peewee.CharField()
+    requested_ip = peewee.CharField(index=True)
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    expires_at = peewee.DateTimeField()
+    last_polled_at = peewee.DateTimeField(null=True)
+    user = peewee.ForeignKeyField(User, null=True, on_delete="CASCADE")  # who approved or denied
+    decision = peewee.CharField(null=True)  # "approved" or "denied"
+    used_at = peewee.DateTimeField(null=True)
+
+
+class OAuthGrant(BaseModel):
+    """A device that logged in with the device flow: one user, one scope, one refresh token (its
+    SHA-256; a refresh replaces it). Access tokens name the grant and die when it is revoked."""
+
+    user = peewee.ForeignKeyField(User, backref="oauth_grants", on_delete="CASCADE")
+    client_name = peewee.CharField()
+    scope = peewee.CharField()
+    refresh_hash = peewee.CharField(unique=True)
+    previous_refresh_hash = peewee.CharField(null=True, index=True)  # a replayed one revokes the grant
+    created_at = peewee.DateTimeField(default=utcnow)
+    refreshed_at = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+    last_used_at = peewee.DateTimeField(null=True)
+    last_used_ip = peewee.CharField(null=True)
+    last_used_user_agent = peewee.CharField(null=True)
+
+    class Meta:
+        table_name = "oauth_grant"
+
+
 class SigningKey(BaseModel):
     """Registry signing keys; exactly one is active. The private PEM lives in data_dir/keys."""
 
@@ -264,4 +301,5 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = (Meta, User, Organization, Membership, Key, Package, Release, Requirement, PendingBuild,
-              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery, LoginFailure, UserSession, RecoveryCode)
+              AuditLog, SigningKey, Webhook, WebhookEvent, WebhookDelivery, LoginFailure, UserSession, RecoveryCode,
+              DeviceAuthorization, OAuthGrant)

@@ -27,13 +27,13 @@ _NEEDED_ROLE = {READ_REPOSITORY: "read", READ_DOCS: "read", API_READ: "read", AP
 class Principal:
     user: object = None  # models.User
     key: object = None  # models.Key
-    scope: tuple = None  # an OAuth token's permissions, a further limit on the key's; None = no token
+    # An OAuth token's permissions: a further limit on the key's, or (a device login's token, no
+    # key) on the user's. None = no token.
+    scope: tuple = None
 
     def key_allows(self, action, org_name):
         """Do the key and the token scope (if any) cover the action, whatever the owner holds?"""
-        if self.key is None:
-            return True
-        if not key_grants(self.key.permissions, action, org_name):
+        if self.key is not None and not key_grants(self.key.permissions, action, org_name):
             return False
         return self.scope is None or key_grants(self.scope, action, org_name)
 

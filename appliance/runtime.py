@@ -21,7 +21,7 @@ from appliance.lookupcache import LookupCache
 from appliance.db import database, init_database, write_tx
 from appliance.errors import NotInitialized
 from appliance.identity import ldap
-from appliance.models import SigningKey, utcnow
+from appliance.models import OAuthGrant, SigningKey, utcnow
 from appliance.ops import disk
 from appliance.protocol import signing
 from storage import open_store
@@ -45,6 +45,7 @@ class Runtime:
         self.login_limits = LoginLimits()
         self.directory = ldap.from_config(config)  # None without ldap_urls
         self.key_uses = KeyUses()
+        self.grant_uses = KeyUses(OAuthGrant)
         self._locks_guard = threading.Lock()
 
     def signing_key(self):

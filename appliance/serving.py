@@ -91,7 +91,7 @@ def start(rt):
     warm(rt)
     watcher = importer.DropFolderWatcher(rt).start()
     webhooks = delivery.DeliveryWorker(rt).start()
-    flusher = keyuse.Flusher(rt.key_uses).start()
+    flusher = keyuse.Flusher(rt.key_uses, rt.grant_uses).start()
     return Background([watcher.stop, webhooks.stop, flusher.stop])
 
 

@@ -71,3 +71,17 @@ def end_others(user, keep, *, actor=audit.CLI):
         (UserSession.delete()
          .where((UserSession.user == user.id) & (UserSession.id_hash != _hash(keep or ""))).execute())
         audit.record(actor, "user.sessions_end", target=user.username)
+
+
+def end_one(user, row_id, *, actor=audit.CLI):
+    """End one listed session of ``user`` (its row id, as the account page shows it), audited."""
+    with write_tx():
+        if UserSession.delete().where((UserSession.user == user.id) & (UserSession.id == row_id)).execute():
+            audit.record(actor, "user.session_end", target=user.username)
+
+
+def current_row(session_id):
+    """The row of a live session id (to mark "this browser" in a list), else None."""
+    if not isinstance(session_id, str) or not session_id:
+        return None
+    return UserSession.get_or_none(UserSession.id_hash == _hash(session_id))

@@ -16,7 +16,7 @@ login_manager = LoginManager()
 
 
 def init_app(app):
-    from webui import auth, docs, keys, packages, twofactor, users, views, webhooks  # noqa: F401  (registers the routes on bp)
+    from webui import access, auth, docs, keys, packages, twofactor, users, views, webhooks  # noqa: F401  (registers the routes on bp)
 
     login_manager.init_app(app)
     login_manager.login_view = "webui.login"

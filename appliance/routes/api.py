@@ -380,34 +380,6 @@ def org_keys_delete_all(org_name):
     return render({})
 
 
-# -- OAuth: only the key exchange Hex >= 2.4 performs on its own ----------------------------------
-
-@bp.post("/oauth/token")
-def oauth_token():
-    """client_credentials: mix exchanges a repository key for a token (hex-protocol.md §5.10).
-
-    The token (keys.issue_token) may do what both its key and the requested scope allow
-    ("repositories", Hex's request, is read-only), for keys.TOKEN_TTL seconds, and stops working
-    the moment the key is revoked; Hex saves it in hex.config instead of the key.
-    """
-    body = read_body()
-    if body.get("grant_type") != "client_credentials":
-        return render({"error": "unsupported_grant_type",
-                       "error_description": "Hexvault has no OAuth login; use an API key (HEX_API_KEY)"},
-                      status=400)
-    secret = body.get("client_secret")
-    try:
-        key = keys.authenticate(runtime().app_secret, secret if isinstance(secret, str) else "")
-    except Unauthenticated as exc:
-        return render({"error": "invalid_client", "error_description": exc.message}, status=401)
-    scope = body.get("scope") or keys.DEFAULT_SCOPE
-    try:
-        token = keys.issue_token(runtime().app_secret, key, scope)
-    except Invalid:
-        return render({"error": "invalid_scope", "error_description": f"unknown scope {scope!r}"}, status=400)
-    return render({"access_token": token, "token_type": "Bearer", "expires_in": keys.TOKEN_TTL, "scope": scope})
-
-
 @bp.route("/<path:_rest>", methods=["GET", "POST", "PUT", "DELETE"])
 def not_found(_rest):
     raise NotFound()

@@ -12,7 +12,7 @@ from flask import current_app, g, request
 
 from appliance import events, keys, loginlimit
 from appliance.errors import Unauthenticated
-from appliance.identity import totp
+from appliance.identity import device, totp
 from appliance.permissions import Principal
 
 
@@ -26,7 +26,16 @@ def client_ip():
     return request.remote_addr
 
 
+def _from_device_token(rt, token, ip, user_agent):
+    grant, scope = rt.lookups.grant(rt.app_secret, token)
+    rt.grant_uses.note(grant, ip, user_agent)
+    events.emit("key.used", owner="user", form="token")
+    return Principal(user=grant.user, scope=scope)
+
+
 def _from_key(rt, secret, ip, user_agent):
+    if secret.startswith(device.TOKEN_PREFIX):  # `mix hex.user auth`'s login (identity/device.py)
+        return _from_device_token(rt, secret, ip, user_agent)
     scope = None
     if secret.startswith(keys.TOKEN_PREFIX):
         key, scope = rt.lookups.token_key(rt.app_secret, secret)
