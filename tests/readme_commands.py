@@ -43,6 +43,9 @@ COVERED = {
         "test_mix_tls.py::test_mix_trusts_the_company_ca_and_fetches_over_https",
     'mix hex.config cacerts_path "$PWD/hexvault-ca.pem"':
         "test_mix_tls.py::test_mix_trusts_the_company_ca_and_fetches_over_https",
+    "HEX_API_URL=http://hex.corp:8000/api mix hex.user auth": "test_mix_device_login.py::test_mix_logs_in_with_the_device_flow_publishes_and_logs_out",
+    "HEX_API_URL=http://hex.corp:8000/api mix hex.publish --organization acme": "test_mix_device_login.py::test_mix_logs_in_with_the_device_flow_publishes_and_logs_out",
+    "HEX_API_URL=http://hex.corp:8000/api mix hex.user deauth": "test_mix_device_login.py::test_mix_logs_in_with_the_device_flow_publishes_and_logs_out",
 }
 
 
