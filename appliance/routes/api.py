@@ -8,7 +8,7 @@ mix sends that literal). Views parse, call one service, and render.
 from flask import Blueprint, Response, request
 
 from appliance import audit, keys, orgs, packages, permissions
-from appliance.errors import Forbidden, Invalid, InvalidTarball, NotFound, Unauthenticated, UnsupportedMediaType
+from appliance.errors import Forbidden, Invalid, InvalidTarball, NotFound, UnsupportedMediaType
 from appliance.models import Package
 from appliance.routes import serializers
 from appliance.routes.keyauth import client_ip, require_principal, runtime

@@ -4,7 +4,7 @@ exchange of a repository key for a token. Bodies are ETF (or JSON) maps; errors 
 ``{error, error_description}``, the shape Hex matches on.
 """
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 from appliance import keys
 from appliance.errors import Invalid, OAuthError, Unauthenticated
