@@ -268,11 +268,12 @@ def _follow_directory(user, roles, mapped, actor):
 
 def disable_departed(user, reason, *, actor=DIRECTORY):
     """Disable a directory user who left the directory (or every mapped group): their sessions
-    end and their keys (and the tokens made from them) are revoked, audited with ``reason``."""
+    end, their device logins and keys (and the tokens made from them) are revoked, audited with ``reason``."""
     now = utcnow()
     with write_tx():
         User.update(disabled_at=now, updated_at=now).where(User.id == user.id).execute()
         sessions.end_all(user)
+        device.end_all(user)  # their `mix hex.user auth` logins too
         revoked = Key.update(revoked_at=now).where((Key.user == user.id) & Key.revoked_at.is_null()).execute()
         audit.record(actor, "user.disable", target=user.username, reason=reason, keys_revoked=revoked)
     user.disabled_at = now

@@ -11,9 +11,10 @@ import pyotp
 import pytest
 
 from appliance import accounts, audit, create_app, keys, orgs, packages, registry_builder
-from appliance.identity import totp
+from appliance import sessions as appliance_sessions
+from appliance.identity import device, totp
 from appliance.sessions import active as active_sessions
-from appliance.models import SigningKey
+from appliance.models import DeviceAuthorization, OAuthGrant, SigningKey
 from appliance.ops import webhooks
 from tests.driver import erlang_package
 from tests.webclient import WebSession
@@ -28,6 +29,8 @@ NEEDS = {
     "webui.user_reset_two_factor": "appliance admin",
     "webui.user_delete": "appliance admin",
     "webui.org_delete": "appliance admin",
+    "webui.user_session_end": "appliance admin",
+    "webui.user_token_revoke": "appliance admin",
     "webui.signing_key": "appliance admin",
     "webui.member_add": "org admin",
     "webui.member_role": "org admin",
@@ -46,6 +49,9 @@ NEEDS = {
     "webui.two_factor_restart": "signed in",
     "webui.two_factor_enable": "signed in",
     "webui.two_factor_disable": "signed in",
+    "webui.session_end": "signed in",
+    "webui.token_revoke": "signed in",
+    "webui.device_verify": "signed in",
     "webui.logout": "signed in",
     "webui.login": "anyone",
     "webui.login_code": "anyone",
@@ -80,6 +86,14 @@ def web_world(hv):
                 for name in ("deploy-revoke", "deploy-rotate")}
     user_keys = {name: keys.create(secret, name, [["api", "write"]], user=hv.admin)[0]
                  for name in ("admin-revoke", "admin-rotate")}
+    # traveller is signed in elsewhere and logged in a device with `mix hex.user auth`; a device
+    # login waits for approval.
+    people["traveller"] = accounts.create_user("traveller", "traveller-password", rounds=4)
+    traveller_session = appliance_sessions.start(people["traveller"])
+    started = device.start(device.HEX_CLIENT_ID, "api", "traveller-laptop", "127.0.0.9", hv.url + "/admin/device")
+    device.decide(started["user_code"], people["traveller"], True)
+    device.poll(secret, device.HEX_CLIENT_ID, started["device_code"])
+    pending = device.start(device.HEX_CLIENT_ID, "api", "someone", "127.0.0.9", hv.url + "/admin/device")
     sessions = {"anonymous": WebSession(hv.url)}
     sessions["anonymous"].get("/admin/login")  # holds a CSRF token, so its POSTs reach the views
     for caller, username in (("read member", "reader"), ("write member", "writer"),
@@ -91,6 +105,8 @@ def web_world(hv):
     totp_secret = totp.begin(secret, people["twofactor"])  # for the admin's two-factor reset
     totp.enable(secret, people["twofactor"], pyotp.TOTP(totp_secret).now())
     return dict(people=people, org_keys=org_keys, user_keys=user_keys, sessions=sessions, hook=hook,
+                traveller_session=appliance_sessions.current_row(traveller_session),
+                traveller_grant=device.grants_of(people["traveller"])[0], pending_code=pending["user_code"],
                 delivery=webhooks.recent_deliveries(hook)[-1])
 
 
@@ -104,6 +120,8 @@ def action_requests(world):
         ("webui.user_reset_password", "/admin/users/orgadmin/password", {"password": "hijacked-password"}),
         ("webui.user_set_disabled", "/admin/users/orgadmin/disabled", {"disabled": "1"}),
         ("webui.user_reset_two_factor", "/admin/users/twofactor/2fa/reset", {}),
+        ("webui.user_session_end", f"/admin/users/traveller/sessions/{world['traveller_session'].id}/end", {}),
+        ("webui.user_token_revoke", f"/admin/users/traveller/tokens/{world['traveller_grant'].id}/revoke", {}),
         ("webui.signing_key", "/admin/signing-key", {"confirm": "rotate"}),
         ("webui.member_add", "/admin/orgs/acme/members", {"username": "betaadmin", "role": "admin"}),
         ("webui.member_role", "/admin/orgs/acme/members/reader/role", {"role": "admin"}),
@@ -125,6 +143,9 @@ def action_requests(world):
         ("webui.two_factor_restart", "/admin/account/2fa/restart", {}),
         ("webui.two_factor_enable", "/admin/account/2fa/enable", {"code": "123456"}),
         ("webui.two_factor_disable", "/admin/account/2fa/disable", {"code": "123456"}),
+        ("webui.session_end", f"/admin/account/sessions/{world['traveller_session'].id}/end", {}),
+        ("webui.token_revoke", f"/admin/account/tokens/{world['traveller_grant'].id}/revoke", {}),
+        ("webui.device_verify", "/admin/device", {"user_code": world["pending_code"], "decision": "approve"}),
         ("webui.logout", "/admin/logout", {}),
         # Last: they take away what the actions above act on.
         ("webui.org_delete", "/admin/orgs/beta/delete", {}),
@@ -148,6 +169,8 @@ def state():
                   for r in packages.releases_of(p)],
         signing_key=SigningKey.current().fingerprint,
         sessions=[[s.id for s in active_sessions(u)] for u in users],
+        device_logins=[(g.id, g.revoked_at) for u in users for g in OAuthGrant.select().where(OAuthGrant.user == u.id)]
+        + [(d.id, d.decision) for d in DeviceAuthorization.select()],
         audit=[e.id for e in audit.entries()],
         webhooks=[(h.id, h.url, [d.id for d in webhooks.recent_deliveries(h)])
                   for o in every_org for h in webhooks.list_for(o)],
@@ -194,7 +217,8 @@ def test_the_matrix_input_is_valid_an_administrator_changes_something_with_each(
     assert admin.login().status_code == 200
     for endpoint, path, form in action_requests(web_world):
         if endpoint in ("webui.account", "webui.end_other_sessions", "webui.logout", "webui.two_factor_restart",
-                        "webui.two_factor_enable", "webui.two_factor_disable"):
+                        "webui.two_factor_enable", "webui.two_factor_disable", "webui.session_end",
+                        "webui.token_revoke", "webui.device_verify"):
             continue  # self-service, checked with the admin's own account elsewhere
         before = state()
         response = admin.post(path, form, allow_redirects=False)
