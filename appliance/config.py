@@ -233,6 +233,22 @@ SETTINGS = (
     Setting("ldap_group_roles", (), _group_roles,
             "Directory group DN -> organization role, e.g. {\"cn=elixir-devs,ou=groups,dc=corp\" = \"acme:write\"}; "
             "a directory user must be in one of these groups to log in."),
+    Setting("oidc_issuer", "", _str,
+            "OpenID Connect issuer URL for single sign-on to the web UI (discovery at "
+            "ISSUER/.well-known/openid-configuration); empty: no SSO."),
+    Setting("oidc_client_id", "", _str, "The client id Hexvault is registered under at the OpenID Provider."),
+    Setting("oidc_client_secret_file", "", _str,
+            "File holding the client secret (confidential client); empty: a public client (PKCE only)."),
+    Setting("oidc_ca_file", "", _str, "PEM file of the CA to trust for the provider's HTTPS; empty: the system's."),
+    Setting("oidc_display_name", "your company account", _str, "Shown on the login page as \"Sign in with ...\"."),
+    Setting("oidc_username_claim", "preferred_username", _str,
+            "ID token claim that names the user (an e-mail's domain is dropped); falls back to email."),
+    Setting("oidc_groups_claim", "groups", _str, "ID token claim listing the user's groups."),
+    Setting("oidc_group_roles", (), _group_roles,
+            "Group (from the groups claim) -> organization role, like ldap_group_roles; SSO users must be in one "
+            "of these groups when any is given."),
+    Setting("sso_only", False, _bool,
+            "With SSO configured, only appliance administrators may log in to the web UI with a password."),
     Setting("require_2fa_for_admins", False, _bool,
             "Local admins must set up two-factor authentication (TOTP) before the admin UI lets them do anything else, "
             "and cannot use their password for HTTP Basic auth."),
@@ -285,6 +301,15 @@ class Config:
     ldap_group_base_dn: str
     ldap_group_filter: str
     ldap_group_roles: tuple
+    oidc_issuer: str
+    oidc_client_id: str
+    oidc_client_secret_file: str
+    oidc_ca_file: str
+    oidc_display_name: str
+    oidc_username_claim: str
+    oidc_groups_claim: str
+    oidc_group_roles: tuple
+    sso_only: bool
     require_2fa_for_admins: bool
     source: str = ""
 

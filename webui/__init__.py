@@ -16,7 +16,7 @@ login_manager = LoginManager()
 
 
 def init_app(app):
-    from webui import access, auth, docs, keys, packages, twofactor, users, views, webhooks  # noqa: F401  (registers the routes on bp)
+    from webui import access, auth, docs, keys, packages, sso, twofactor, users, views, webhooks  # noqa: F401  (registers the routes on bp)
 
     login_manager.init_app(app)
     login_manager.login_view = "webui.login"
@@ -24,6 +24,11 @@ def init_app(app):
     app.register_blueprint(bp)
     app.register_blueprint(docs.bp)
     app.jinja_env.globals["csrf_token"] = csrf.token
+
+    @app.context_processor
+    def _sso():
+        config = app.extensions["hexvault"].config
+        return {"sso_name": config.oidc_display_name if config.oidc_issuer else None}
 
 
 @bp.before_request

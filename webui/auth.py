@@ -75,6 +75,11 @@ def login():
             audit.record_login(actor(), "user.login_failed", username)
         flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
         return render_template("webui/login.html", username=username), exc.status
+    config = runtime().config
+    if config.sso_only and config.oidc_issuer and not user.is_admin:
+        # Checked after the password, so the answer tells nothing to someone who does not know it.
+        flash(f"Sign in with {config.oidc_display_name}: passwords are for administrators only.", "error")
+        return render_template("webui/login.html", username=username), 403
     if totp.is_enabled(user):
         session.clear()
         session[PENDING_SECOND_FACTOR] = {"username": user.username, "at": time.time(),

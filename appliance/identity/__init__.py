@@ -15,6 +15,10 @@ the first login, its organization roles following the directory's groups at ever
 ``loginlimit.checked_login`` the one place a password is checked, for the login form and for
 HTTP Basic auth alike, so the failure limits cover directory logins too.
 
+``appliance/identity/oidc.py`` is OpenID Connect single sign-on for the web UI (its users go
+through the same ``accounts.user_for_identity``), and ``appliance/identity/device.py`` the OAuth
+device login of `mix hex.user auth`.
+
 ``appliance/identity/totp.py`` is the second factor of local accounts (TOTP and recovery codes).
 """
 
@@ -22,6 +26,7 @@ import dataclasses
 
 LOCAL = "local"
 LDAP = "ldap"
+OIDC = "oidc"  # single sign-on (identity/oidc.py)
 
 
 @dataclasses.dataclass(frozen=True)
