@@ -17,7 +17,7 @@ import hashlib
 import time
 
 from appliance import registry_builder
-from appliance.db import database
+from appliance.db import snapshot_tx
 from appliance.models import Organization, Package, PendingBuild, Release, SigningKey
 from appliance.packages import docs_key, tarball_key
 from appliance.protocol import registry, signing
@@ -72,9 +72,9 @@ class _State:
 
 
 def _read_states(rt, org_ids=None):
-    """(public key, [_State]) read in one transaction: in WAL mode SQLite keeps a reader's
-    snapshot until its transaction ends, so every row comes from the same moment."""
-    with database.atomic():
+    """(public key, [_State]) read in one snapshot transaction, so every row comes from the
+    same moment."""
+    with snapshot_tx():
         public_key = signing.load_public_key(SigningKey.current().public_pem.encode())
         pending = {}
         for row in PendingBuild.select():

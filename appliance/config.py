@@ -63,6 +63,13 @@ def _positive_int(value):
     return number
 
 
+def _database_url(value):
+    text = _str(value)
+    if text and not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected empty (SQLite in data_dir) or a postgresql:// URL")
+    return text
+
+
 def _str(value):
     if not isinstance(value, str):
         raise ValueError("expected a string")
@@ -161,7 +168,6 @@ SETTINGS = (
     Setting("host", "127.0.0.1", _str, "Address `hexvault serve` listens on."),
     Setting("port", 8000, _int, "Port `hexvault serve` listens on."),
     Setting("base_url", "", _base_url, "External URL clients use (e.g. http://hex.corp:8000); defaults to http://HOST:PORT."),
-    Setting("threads", 8, _int, "Worker threads of the waitress server."),
     Setting("connection_limit", 1000, _positive_int,
             "Open client connections served at once; when all are taken, the longest idle one is closed "
             "for a new one, so idle or slow clients never lock others out."),
@@ -173,6 +179,12 @@ SETTINGS = (
     Setting("min_free_bytes", None, _size_or_auto,
             "Free space kept on the data directory's disk: below it publishes, docs, imports and backups "
             "are refused with 507 (reads go on); \"auto\" = the larger of 1 GiB and 5% of the disk, 0 = off."),
+    Setting("threads", 8, _int, "Worker threads of each waitress process."),
+    Setting("workers", 1, _positive_int,
+            "waitress processes sharing the listening socket, supervised by `hexvault serve` (one per core)."),
+    Setting("database_url", "", _database_url,
+            "Empty for SQLite in data_dir, or a postgresql://USER@HOST/DB URL (psycopg 3 connection string).",
+            secret=True),
     Setting("read_cache_size", 32 * MiB, _int,
             "Memory for recently served small registry files and tarballs, in bytes (0 turns it off)."),
     Setting("default_organization", "", _str,
@@ -267,6 +279,8 @@ class Config:
     channel_timeout: int
     busy_timeout: int
     min_free_bytes: object  # int, or None for "auto"
+    workers: int
+    database_url: str
     read_cache_size: int
     default_organization: str
     max_tarball_size: int
@@ -320,6 +334,18 @@ class Config:
     @property
     def database_path(self):
         return self.data_path / "hexvault.db"
+
+    @property
+    def database_target(self):
+        """What appliance.db.init_database binds: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url or self.database_path
+
+    @property
+    def database_name(self):
+        """The database for messages: the SQLite path, or the URL without its password."""
+        if not self.database_url:
+            return str(self.database_path)
+        return re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", self.database_url)
 
     @property
     def blob_path(self):
@@ -391,6 +417,8 @@ def describe(config):
     def shown(setting):
         if setting.name == "base_url":
             return config.external_url
+        if setting.name == "database_url":
+            return config.database_url and config.database_name
         value = getattr(config, setting.name)
         return "auto" if value is None else value
 

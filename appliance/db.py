@@ -1,21 +1,40 @@
-"""The SQLite database: late-bound, WAL, writes in IMMEDIATE transactions. Its schema version
-and migrations live in ``appliance.migrations``."""
+"""The database: SQLite under the data directory by default, PostgreSQL when ``database_url``
+names one. Domain code never asks which: it uses ``database``, ``write_tx``, ``lock`` and
+``try_lock``, which mean the same on both. Its schema version and migrations live in
+``appliance.migrations``.
+
+- ``write_tx``: one writer at a time. SQLite takes its write lock at BEGIN (IMMEDIATE); on
+  PostgreSQL the transaction first takes a transaction-level advisory lock, so code that reads
+  and then writes sees exactly the serialization it has on SQLite.
+- ``lock(name)``: a blocking lock across threads and processes (registry builds of one
+  organization, migrations). SQLite: an flock on ``locks/NAME.lock`` beside the database;
+  PostgreSQL: a session advisory lock, which also holds between nodes.
+- ``try_lock(name)``: the same without waiting, held until released or the process dies, for
+  work exactly one process may do (the drop-folder watcher).
+"""
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import mmap
 import os
+import shutil
+import sqlite3
+import subprocess
 import threading
+from pathlib import Path
 
 import peewee
+from playhouse.pool import PooledPostgresqlDatabase
 
 from appliance import events
-from appliance.errors import Busy, InsufficientStorage
+from appliance.errors import Busy, DatabaseToolFailed, DatabaseToolMissing, InsufficientStorage
 
-# Bound to a file by init_database(); models refer to this object from import time on.
-database = peewee.SqliteDatabase(None)
+# Bound by init_database(); models refer to this object from import time on.
+database = peewee.DatabaseProxy()
 
-PRAGMAS = {
+SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
     # FULL makes every commit durable before the client hears "published".
@@ -24,42 +43,73 @@ PRAGMAS = {
     "cache_size": -16000,
 }
 
-
-_generation = None  # the _Generation beside the bound database file
-
 # Primary result codes (sqlite.org/rescode.html) that are no bug: another writer, a full disk.
 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
+# The same on PostgreSQL (SQLSTATE): a lock not granted within lock_timeout, a full disk.
+PG_LOCK_NOT_AVAILABLE, PG_DISK_FULL = "55P03", "53100"
+
+WRITE_LOCK = "write"
+
+_generation = None  # the _Generation of the bound database
+_backend = None  # the _Sqlite or _Postgresql behind the bound database
 
 
-def init_database(path, busy_timeout_ms=PRAGMAS["busy_timeout"]):
-    global _generation
-    database.init(str(path), pragmas=dict(PRAGMAS, busy_timeout=busy_timeout_ms), timeout=busy_timeout_ms / 1000,
-                  check_same_thread=False)
-    _generation = _Generation(str(path) + ".generation")
+def is_postgresql_url(target):
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def init_database(target, state_dir=None, busy_timeout_ms=SQLITE_PRAGMAS["busy_timeout"]):
+    """Bind ``database`` to ``target``: a SQLite file path or a ``postgresql://`` URL.
+
+    ``state_dir`` holds what belongs to this installation rather than to the database (the
+    generation counter, lock files); it defaults to the SQLite file's directory.
+    ``busy_timeout_ms``: how long a write waits for the write lock before errors.Busy."""
+    global _generation, _backend
+    if _backend is not None:
+        _backend.close_all()
+    if is_postgresql_url(target):
+        if state_dir is None:
+            raise ValueError("a PostgreSQL database needs a state directory")
+        _backend = _Postgresql(target, busy_timeout_ms)
+        state = Path(state_dir)
+    else:
+        _backend = _Sqlite(Path(target), busy_timeout_ms)
+        state = Path(state_dir) if state_dir is not None else Path(target).parent
+    database.initialize(_backend.db)
+    _generation = _Generation(str(state / "hexvault.db.generation"))
+    _backend.lock_dir = state / "locks"
     return database
+
+
+def close_all():
+    """Close every connection this process holds to the bound database, in every thread (a
+    stopping worker, a test tearing its server down)."""
+    if _backend is not None:
+        _backend.close_all()
+
+
+def backend_name():
+    """'sqlite' or 'postgresql': for messages and the tools that copy whole databases
+    (backup, db copy, pre-migration copies), never for domain logic."""
+    return _backend.name
 
 
 @contextlib.contextmanager
 def write_tx():
-    """A write transaction that takes SQLite's write lock at BEGIN, and after it commits bumps
-    the generation and emits the events held for it (events.emit_after_commit).
-
-    A deferred transaction that reads first and writes later can fail with "database is locked"
-    when another writer got in between; IMMEDIATE waits (busy_timeout) instead. A lock held past
-    busy_timeout raises errors.Busy (503 with Retry-After) and a full disk errors.InsufficientStorage
-    (507); either way the transaction is rolled back.
-    """
+    """A write transaction holding the single write lock from its first statement on (see the
+    module docstring); after it commits it bumps the generation and emits the events held for it
+    (events.emit_after_commit). A lock not granted within busy_timeout raises errors.Busy (503
+    with Retry-After) and a full disk errors.InsufficientStorage (507); either way the
+    transaction is rolled back."""
     mark = events.transaction_started()
     try:
-        with database.atomic("IMMEDIATE") as tx:
+        with _backend.write_atomic() as tx:
             yield tx
     except peewee.OperationalError as exc:
         events.transaction_failed(mark)
-        code = _sqlite_code(exc)
-        if code in (SQLITE_BUSY, SQLITE_LOCKED):
-            raise Busy() from exc
-        if code == SQLITE_FULL:
-            raise InsufficientStorage() from exc
+        refusal = _backend.refusal(exc)
+        if refusal is not None:
+            raise refusal from exc
         raise
     except BaseException:
         events.transaction_failed(mark)
@@ -71,12 +121,230 @@ def write_tx():
         events.transaction_committed()
 
 
-def _sqlite_code(exc):
-    """The primary SQLite result code behind a peewee error (peewee wraps sqlite3's error as its
-    first argument), or None."""
-    original = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc.__context__
-    code = getattr(original, "sqlite_errorcode", None)
-    return None if code is None else code & 0xFF
+def _driver_error(exc):
+    """The driver's exception behind a peewee error (peewee wraps it as its first argument)."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc.__context__
+
+
+def write_lock_tx():
+    """A write transaction that does not bump the generation: for writes no cache depends on
+    (deleting blobs nothing references)."""
+    return _backend.write_atomic()
+
+
+def snapshot_tx():
+    """A read transaction whose every query sees the same moment (SQLite in WAL mode keeps a
+    reader's snapshot; PostgreSQL needs REPEATABLE READ for that)."""
+    return _backend.snapshot_atomic()
+
+
+def lock(name):
+    """A blocking exclusive lock named ``name`` across threads, processes (and, on PostgreSQL,
+    nodes). The caller serializes its own threads first: the lock is per process or session."""
+    return _backend.lock(name)
+
+
+def try_lock(name):
+    """A held ``_Held`` lock named ``name``, or None when another process holds it."""
+    return _backend.try_lock(name)
+
+
+def foreign_key_violations():
+    """Rows whose foreign keys point nowhere: SQLite's foreign_key_check (its table rebuilds run
+    with foreign keys off); PostgreSQL refuses such rows at each statement, so none."""
+    return _backend.foreign_key_violations()
+
+
+def dump(path):
+    """Write a consistent snapshot of the whole database to the file ``path``, one the server
+    may keep writing beside: SQLite's online backup, or pg_dump's custom format."""
+    _backend.dump(Path(path))
+
+
+def dump_suffix():
+    return _backend.dump_suffix
+
+
+def load(path):
+    """Fill the bound (new, empty) database from a ``dump`` file."""
+    _backend.load(Path(path))
+
+
+class JSONField(peewee.TextField):
+    """JSON kept as compact text in a TEXT column, the same on both backends (queries never look
+    inside it). Compact separators are what SQLite's json() stored for earlier releases."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+def _lock_id(name):
+    """A stable 64-bit advisory lock key for a name (the same in every process and node)."""
+    return int.from_bytes(hashlib.sha256(f"hexvault:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+class _Held:
+    def __init__(self, release):
+        self._release = release
+
+    def release(self):
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
+
+
+class _Sqlite:
+    name = "sqlite"
+    lock_dir = None
+
+    def __init__(self, path, busy_timeout_ms):
+        self.path = path
+        self.db = peewee.SqliteDatabase(str(path), pragmas=dict(SQLITE_PRAGMAS, busy_timeout=busy_timeout_ms),
+                                        timeout=busy_timeout_ms / 1000, check_same_thread=False)
+
+    @staticmethod
+    def refusal(exc):
+        code = getattr(_driver_error(exc), "sqlite_errorcode", None)
+        code = None if code is None else code & 0xFF
+        if code in (SQLITE_BUSY, SQLITE_LOCKED):
+            return Busy()
+        if code == SQLITE_FULL:
+            return InsufficientStorage()
+        return None
+
+    def write_atomic(self):
+        # A deferred transaction that reads first and writes later can fail with "database is
+        # locked" when another writer got in between; IMMEDIATE waits (busy_timeout) instead.
+        return self.db.atomic("IMMEDIATE")
+
+    def snapshot_atomic(self):
+        return self.db.atomic()
+
+    def close_all(self):
+        # Other threads' SQLite connections close when their threads end.
+        if not self.db.is_closed():
+            self.db.close()
+
+    def foreign_key_violations(self):
+        return self.db.execute_sql("PRAGMA foreign_key_check").fetchall()
+
+    dump_suffix = ".db"
+
+    def dump(self, path):
+        source = sqlite3.connect(self.path)
+        target = sqlite3.connect(path)
+        try:
+            source.backup(target)
+            # One self-contained file to copy back: no -wal/-shm beside it.
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+            source.close()
+
+    def load(self, path):
+        shutil.copy2(path, self.path)
+
+    def _open(self, name):
+        self.lock_dir.mkdir(exist_ok=True)
+        return open(self.lock_dir / f"{name}.lock", "a")
+
+    @contextlib.contextmanager
+    def lock(self, name):
+        with self._open(name) as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def try_lock(self, name):
+        fh = self._open(name)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return None
+        return _Held(fh.close)
+
+
+class _Postgresql:
+    name = "postgresql"
+    lock_dir = None
+
+    def __init__(self, url, busy_timeout_ms):
+        self.url = url
+        self.busy_timeout_ms = int(busy_timeout_ms)
+        # Each waitress thread keeps the connection it took (as it does with SQLite); the pool
+        # is what lets close_all reach the connections of other threads.
+        self.db = PooledPostgresqlDatabase(url, prefer_psycopg3=True, max_connections=None)
+
+    def close_all(self):
+        self.db.close_all()
+
+    @contextlib.contextmanager
+    def write_atomic(self):
+        with self.db.atomic() as tx:
+            if self.db.transaction_depth() == 1:
+                # Waiting for the write lock is bounded as SQLite's busy_timeout bounds it.
+                self.db.execute_sql(f"SET LOCAL lock_timeout = {self.busy_timeout_ms}")
+                self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_lock_id(WRITE_LOCK),))
+            yield tx
+
+    @staticmethod
+    def refusal(exc):
+        state = getattr(_driver_error(exc), "sqlstate", None)
+        if state == PG_LOCK_NOT_AVAILABLE:
+            return Busy()
+        if state == PG_DISK_FULL:
+            return InsufficientStorage()
+        return None
+
+    def snapshot_atomic(self):
+        return self.db.atomic(isolation_level="REPEATABLE READ")
+
+    @contextlib.contextmanager
+    def lock(self, name):
+        self.db.connect(reuse_if_open=True)
+        key = _lock_id(name)
+        self.db.execute_sql("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            self.db.execute_sql("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def foreign_key_violations(self):
+        return []
+
+    dump_suffix = ".pgdump"
+
+    def dump(self, path):
+        _pg_tool("pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={path}",
+                 f"--dbname={self.url}")
+
+    def load(self, path):
+        _pg_tool("pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
+                 f"--dbname={self.url}", str(path))
+
+    def try_lock(self, name):
+        import psycopg
+
+        # A connection of its own: the lock lives as long as the session, whatever the
+        # request threads do with theirs; it goes with the process (or node) that holds it.
+        conn = psycopg.connect(self.url, autocommit=True)
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_id(name),)).fetchone()[0]:
+            return _Held(conn.close)
+        conn.close()
+        return None
+
+
+def _pg_tool(name, *args):
+    """Run pg_dump/pg_restore (Debian's postgresql-client); its error is the message."""
+    if shutil.which(name) is None:
+        raise DatabaseToolMissing(f"{name} is not installed; install PostgreSQL's client tools "
+                                  "(Debian: apt-get install postgresql-client)")
+    done = subprocess.run([name, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise DatabaseToolFailed(f"{name} failed: {done.stderr.strip()[-500:]}")
 
 
 def generation():

@@ -133,6 +133,19 @@ class SchemaTooNew(HexvaultError):
     message = "the database schema is newer than this Hexvault"
 
 
+class DatabaseToolFailed(HexvaultError):
+    """pg_dump or pg_restore reported an error."""
+
+    status = 500
+    message = "a database tool failed"
+
+
+class DatabaseToolMissing(DatabaseToolFailed):
+    """pg_dump or pg_restore is not installed."""
+
+    message = "a database tool is not installed"
+
+
 class MigrationFailed(HexvaultError):
     """A schema migration raised; its transaction was rolled back."""
 

@@ -16,7 +16,7 @@ import time
 import peewee
 
 from appliance import audit
-from appliance.db import write_tx
+from appliance.db import database, write_tx
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
 from appliance.models import Key, Organization, utcnow
 
@@ -124,7 +124,7 @@ def find(app_secret, secret):
     first, second = _digest(app_secret, secret)
     # Raw SQL on the hot path: every repository GET authenticates, and building this query
     # with peewee's expression compiler costs more than running it.
-    key = next(iter(Key.raw('SELECT * FROM "key" WHERE "secret_first" = ?', first)), None)
+    key = next(iter(Key.raw(f'SELECT * FROM "key" WHERE "secret_first" = {database.param}', first)), None)
     if key is None or not hmac.compare_digest(key.secret_second, second):
         return None
     return key

@@ -5,9 +5,8 @@ import datetime
 import json
 
 import peewee
-from playhouse.sqlite_ext import JSONField
 
-from appliance.db import database
+from appliance.db import JSONField, database
 
 ROLES = ("read", "write", "admin")
 

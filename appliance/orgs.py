@@ -44,7 +44,7 @@ def create(name, *, actor=audit.CLI):
 
 def get(name):
     # Raw SQL: this runs on every repository and API request (see keys.authenticate).
-    org = next(iter(Organization.raw('SELECT * FROM "organization" WHERE "name" = ?', _exact(name))), None)
+    org = next(iter(Organization.raw(f'SELECT * FROM "organization" WHERE "name" = {database.param}', _exact(name))), None)
     if org is None:
         raise NotFound(f"no organization named {name}")
     return org
@@ -65,7 +65,8 @@ def default_name(configured=""):
 def role_of(user, org):
     if user is None:
         return None
-    row = database.execute_sql('SELECT "role" FROM "membership" WHERE "user_id" = ? AND "organization_id" = ?',
+    row = database.execute_sql(f'SELECT "role" FROM "membership" WHERE "user_id" = {database.param} '
+                               f'AND "organization_id" = {database.param}',
                                (user.id, org.id)).fetchone()
     return row[0] if row else None
 

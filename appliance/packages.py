@@ -18,7 +18,7 @@ import typing
 import storage
 
 from appliance import audit, registry_builder
-from appliance.db import database, write_tx
+from appliance.db import database, write_lock_tx, write_tx
 from appliance.errors import InsufficientStorage, Invalid, InvalidTarball, NotFound, ReleaseExists
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement, User, utcnow
 from appliance.ops import disk
@@ -234,7 +234,7 @@ def _restore_if_collected(rt, key, data):
 def _delete_unreferenced(rt, key, column, checksum):
     """Delete a blob no release names any more. Decided under the write lock (as gc does), so a
     publish of the same bytes has either committed its reference or will store them again."""
-    with database.atomic("IMMEDIATE"):
+    with write_lock_tx():
         if not Release.select().where(column == checksum).exists():
             rt.store.delete(key)
 
@@ -372,7 +372,8 @@ def release_file(org, name, version):
     # Raw SQL: tarball GETs are the second hottest path (see keys.authenticate).
     return database.execute_sql(
         'SELECT r."outer_checksum", r."size" FROM "release" r JOIN "package" p ON r."package_id" = p."id" '
-        'WHERE p."organization_id" = ? AND p."name" = ? AND r."version" = ?', (org.id, name, version)).fetchone()
+        'WHERE p."organization_id" = {P} AND p."name" = {P} AND r."version" = {P}'.format(P=database.param),
+        (org.id, name, version)).fetchone()
 
 
 def tarball_blob(rt, org, filename, lookup=release_file):

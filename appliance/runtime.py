@@ -8,13 +8,12 @@ is refused (see ``appliance.migrations``).
 """
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
 import threading
 
-from appliance import audit, migrations
+from appliance import audit, db, migrations
 from appliance.keyuse import KeyUses
 from appliance.loginlimit import LoginLimits
 from appliance.lookupcache import LookupCache
@@ -62,14 +61,8 @@ class Runtime:
         and the server may both write), so the last writer always wrote the newest state."""
         with self._locks_guard:
             lock = self._locks.setdefault(org_name, threading.Lock())
-        lock_dir = self.config.data_path / "locks"
-        lock_dir.mkdir(exist_ok=True)
-        with lock, open(lock_dir / f"registry-{org_name}.lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with lock, db.lock(f"registry-{org_name}"):
+            yield
 
 
 def private_key_path(config, key_id):
@@ -77,7 +70,10 @@ def private_key_path(config, key_id):
 
 
 def is_initialized(config):
-    return config.database_path.exists() and (config.data_path / "secret_key").exists()
+    """The app secret is written last by init: with it, the data directory is complete (and, for
+    SQLite, its database file is there)."""
+    has_database = bool(config.database_url) or config.database_path.exists()
+    return has_database and (config.data_path / "secret_key").exists()
 
 
 def write_private(path, data):
@@ -118,8 +114,11 @@ def initialize(config):
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
     os.chmod(data, 0o750)  # it may exist already, made with the umask's 0755
     os.chmod(config.keys_path, 0o700)
-    init_database(config.database_path, config.busy_timeout)
+    init_database(config.database_target, state_dir=data, busy_timeout_ms=config.busy_timeout)
     with database.connection_context():
+        if config.database_url and migrations.schema_version():
+            raise NotInitialized(f"database {config.database_name} already holds a Hexvault schema; "
+                                 "init needs an empty database")
         migrations.upgrade(config)  # from version 0: the same schema an upgraded database has
         create_signing_key(config)
     # The secret is written last: its presence marks a complete initialization.
@@ -140,13 +139,19 @@ def open_database(config):
     """Bind the database of an initialized data directory (no migration: see open_runtime)."""
     if not is_initialized(config):
         raise NotInitialized(not_initialized_message(config))
-    init_database(config.database_path, config.busy_timeout)
+    init_database(config.database_target, state_dir=config.data_path, busy_timeout_ms=config.busy_timeout)
 
 
 def open_runtime(config):
     """The Runtime of an initialized data directory, its schema migrated to this version."""
     open_database(config)
     with database.connection_context():
+        if config.database_url and not migrations.schema_version():
+            # An empty database for a data directory that has keys and blobs: a wrong URL, not
+            # something to create a fresh schema in.
+            raise NotInitialized(f"database {config.database_name} holds no Hexvault schema, but "
+                               f"{config.data_dir} is initialized; check database_url "
+                               "(or move a database there with `hexvault db copy`)")
         outcome = migrations.upgrade(config)
     if outcome.copy_path:
         log.warning("copied the database (schema version %d) to %s before migrating",

@@ -26,30 +26,34 @@ How to change the schema
    first release (``tests/fixtures/v1``) through your migration.
 Never edit or renumber a migration that has been released: add another one.
 
-Guarantees: each migration runs in its own IMMEDIATE transaction together with its version stamp
-(SQLite DDL is transactional), so one that fails leaves the database as it was, one version
-earlier. Foreign keys are off while a migration runs (SQLite's table rebuilds would otherwise
-cascade deletes) and ``PRAGMA foreign_key_check`` must be clean before it commits. A file lock
-(``locks/migrate.lock``) keeps two processes from migrating at once. Before the first pending
-migration of an existing database, a copy is made with SQLite's online backup API in
-``pre-migration/hexvault-vN-TIMESTAMP.db`` (owner-only), to go back to the previous release.
+Both backends: a migration must run on SQLite and on PostgreSQL (``database_url``); use the
+migrator or DDL both accept (``"id" SERIAL`` is not SQLite, ``DATETIME`` is not PostgreSQL: see
+m0001's ``statements_for``). ``tests/test_migrations.py`` runs the schema comparison on both.
+
+Guarantees: each migration runs in its own write transaction (``db.write_lock_tx``) together
+with its version stamp (DDL is transactional on both), so one that fails leaves the database as
+it was, one version earlier. On SQLite foreign keys are off while a migration runs (table
+rebuilds would otherwise cascade deletes) and ``PRAGMA foreign_key_check`` must be clean before
+it commits; PostgreSQL checks every statement. A lock (``db.lock("migrate")``: a file lock, an
+advisory lock on PostgreSQL) keeps two processes from migrating at once. Before the first pending
+migration of an existing database, a copy is made in ``pre-migration/hexvault-vN-TIMESTAMP.db``
+(SQLite's online backup) or ``.pgdump`` (pg_dump's custom format), owner-only, to go back to the
+previous release.
 """
 
-import contextlib
 import dataclasses
 import datetime
-import fcntl
 import importlib
 import os
 import pkgutil
 import re
-import sqlite3
 import sys
 import typing
 from pathlib import Path
 
 from playhouse.migrate import SchemaMigrator
 
+from appliance import db
 from appliance.db import bump_generation, database
 from appliance.errors import MigrationFailed, SchemaTooNew
 
@@ -125,7 +129,7 @@ def pending(config, package=None):
 
 def upgrade(config, package=None):
     """Apply every pending migration to the bound, connected database of ``config``."""
-    with _migration_lock(config):
+    with db.lock("migrate"):
         current, todo = pending(config, package)
         copy_path = None
         migrator = SchemaMigrator.from_database(database)
@@ -147,11 +151,11 @@ def _apply(config, migrator, migration, copy):
     copy_path = None
     try:
         # For SQLite this turns foreign keys off; that only works outside a transaction.
-        with migrator.migration_context(atomic=False), database.atomic("IMMEDIATE"):
+        with migrator.migration_context(atomic=False), db.write_lock_tx():
             if copy:
                 copy_path = copy(config, previous)
             migration.upgrade(migrator, database)
-            violations = database.execute_sql("PRAGMA foreign_key_check").fetchall()
+            violations = db.foreign_key_violations()
             if violations:
                 raise RuntimeError(f"it leaves {len(violations)} rows with broken foreign keys "
                                    f"(first: table {violations[0][0]}, row {violations[0][1]})")
@@ -165,37 +169,21 @@ def _apply(config, migrator, migration, copy):
     return copy_path
 
 
-@contextlib.contextmanager
-def _migration_lock(config):
-    lock_dir = config.data_path / "locks"
-    lock_dir.mkdir(exist_ok=True)
-    with open(lock_dir / "migrate.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # a second process waits, then finds nothing pending
-        yield
-
-
 def _copy_database(config, version):
-    """Copy the database (a consistent snapshot, WAL included) to an owner-only file."""
+    """Copy the database (a consistent snapshot) to an owner-only file in pre-migration/."""
     folder = config.data_path / COPY_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
     os.chmod(folder, 0o700)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    suffix = db.dump_suffix()
     for n in range(1000):
-        path = folder / f"hexvault-v{version}-{stamp}{f'-{n}' if n else ''}.db"
+        path = folder / f"hexvault-v{version}-{stamp}{f'-{n}' if n else ''}{suffix}"
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             break
         except FileExistsError:
             continue
-    source = sqlite3.connect(config.database_path)
-    target = sqlite3.connect(path)
-    try:
-        source.backup(target)
-        # One self-contained file to copy back: no -wal/-shm beside it.
-        target.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        target.close()
-        source.close()
+    db.dump(path)
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
     fd = os.open(folder, os.O_RDONLY)
@@ -209,8 +197,8 @@ def _copy_database(config, version):
 def _refuse_newer(config, current, latest):
     if current <= latest:
         return
-    copies = sorted((config.data_path / COPY_DIR).glob(f"hexvault-v{latest}-*.db"), key=lambda p: p.stat().st_mtime_ns)
+    copies = sorted((config.data_path / COPY_DIR).glob(f"hexvault-v{latest}-*"), key=lambda p: p.stat().st_mtime_ns)
     where = (f"restore the pre-upgrade copy at {copies[-1]}" if copies
              else f"restore a backup made by this version (no pre-upgrade copy in {config.data_path / COPY_DIR})")
-    raise SchemaTooNew(f"schema version {current} of {config.database_path} is newer than this Hexvault "
+    raise SchemaTooNew(f"schema version {current} of {config.database_name} is newer than this Hexvault "
                        f"({latest}); upgrade Hexvault or {where}")

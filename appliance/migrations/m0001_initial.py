@@ -1,9 +1,21 @@
 """The schema of Hexvault's first release (schema version 1): users, organizations, members,
 keys, packages, releases, requirements, pending builds, audit log, signing keys and meta.
 
-The statements are what peewee's ``create_tables`` wrote for that release, frozen here: later
-changes to ``appliance/models.py`` come as later migrations, never as edits to this file.
+The statements are what peewee's ``create_tables`` wrote for that release on SQLite, frozen here:
+later changes to ``appliance/models.py`` come as later migrations, never as edits to this file.
+On PostgreSQL (added later; no PostgreSQL database ever had another version 1) the same
+statements are spelled in its types by ``statements_for``.
 """
+
+from appliance import db
+
+# SQLite spelling -> what peewee's create_tables writes on PostgreSQL for the same field.
+POSTGRESQL_TYPES = (
+    ('"id" INTEGER NOT NULL PRIMARY KEY', '"id" SERIAL NOT NULL PRIMARY KEY'),  # AutoField
+    (" DATETIME", " TIMESTAMP"),  # DateTimeField
+    ('"is_admin" INTEGER', '"is_admin" BOOLEAN'),  # BooleanField
+    ('"optional" INTEGER', '"optional" BOOLEAN'),
+)
 
 STATEMENTS = (
     'CREATE TABLE "user" ("id" INTEGER NOT NULL PRIMARY KEY, "username" VARCHAR(255) NOT NULL, '
@@ -71,6 +83,17 @@ STATEMENTS = (
 )
 
 
-def upgrade(migrator, database):
+def statements_for(backend):
+    if backend != "postgresql":
+        return STATEMENTS
+    translated = []
     for statement in STATEMENTS:
+        for sqlite_spelling, postgresql_spelling in POSTGRESQL_TYPES:
+            statement = statement.replace(sqlite_spelling, postgresql_spelling)
+        translated.append(statement)
+    return tuple(translated)
+
+
+def upgrade(migrator, database):
+    for statement in statements_for(db.backend_name()):
         database.execute_sql(statement)

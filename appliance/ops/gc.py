@@ -23,7 +23,7 @@ import re
 import time
 
 from appliance import audit, mirror
-from appliance.db import database, write_tx
+from appliance.db import write_lock_tx, write_tx
 from appliance.models import Release
 from storage import BlobNotFound
 
@@ -109,7 +109,7 @@ def _delete_release_blobs(rt, candidates, cutoff):
     """Delete the candidates that, under the write lock, are still unreferenced and old."""
     deleted = []
     for start in range(0, len(candidates), BATCH):
-        with database.atomic("IMMEDIATE"):
+        with write_lock_tx():
             for orphan in candidates[start:start + BATCH]:
                 stat = _stat(rt, orphan.key)
                 if stat is None or stat.modified > cutoff or _referenced(orphan.key):
