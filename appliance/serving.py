@@ -1,7 +1,13 @@
 """What `hexvault serve` starts besides the WSGI app: crash recovery, then background work.
 
-``create_app`` never starts threads; only ``serve`` calls ``start``, so tests and tools can build
-apps freely.
+``create_app`` never starts threads; only ``serve`` calls ``prepare`` (once, before any worker
+process exists: crash recovery and warm caches, inherited by every fork) and ``start`` (in each
+worker process), so tests and tools can build apps freely.
+
+Background work that must run in one process only, whatever ``workers`` says (the drop-folder
+watcher), runs under ``Singleton``: every worker tries a named ``db.try_lock``, the one holding
+it does the work, and when that process dies another takes the lock over within
+``Singleton.retry_seconds``.
 """
 
 import logging
@@ -16,7 +22,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
-from appliance import importer, keyuse, registry_builder
+from appliance import db, importer, keyuse, registry_builder
 from appliance.db import database
 from appliance.models import Organization
 from appliance.ops import delivery
@@ -84,12 +90,59 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
 
-def start(rt):
-    stop_on_sigterm()
+class Singleton:
+    """Runs ``start()`` (which returns a stop function) in exactly one process among those that
+    share the database: whichever first holds the lock ``name``; the others retry."""
+
+    retry_seconds = 2.0
+
+    def __init__(self, name, start):
+        self.name = name
+        self._start = start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"hexvault-{name}-leader", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        held = None
+        while held is None and not self._stop.is_set():
+            try:
+                held = db.try_lock(self.name)
+            except Exception as exc:  # the database may be briefly away; keep trying
+                log.warning("cannot take the %s lock: %s", self.name, exc)
+            if held is None:
+                self._stop.wait(self.retry_seconds)
+        if held is None:
+            return
+        try:
+            stop = self._start()
+            self._stop.wait()
+            stop()
+        finally:
+            held.release()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def prepare(rt):
+    """Once per start of `hexvault serve`, before any worker exists (what it sets up, the forks
+    inherit)."""
     raise_open_file_limit(rt.config)
     recover(rt)
     warm(rt)
-    watcher = importer.DropFolderWatcher(rt).start()
+
+
+def start(rt):
+    """The background work of one worker process. Webhook deliveries run in every worker (each
+    delivery is leased in the database), each worker flushes its own key uses, and the
+    drop-folder watcher runs in one."""
+    stop_on_sigterm()
+    watcher = Singleton("drop-folder", lambda: importer.DropFolderWatcher(rt).start().stop).start()
     webhooks = delivery.DeliveryWorker(rt).start()
     flusher = keyuse.Flusher(rt.key_uses, rt.grant_uses).start()
     return Background([watcher.stop, webhooks.stop, flusher.stop])

@@ -15,19 +15,21 @@ def free_port():
 
 
 class ServerProcess:
-    def __init__(self, data_dir, port=None, env=None, output=None):
+    def __init__(self, data_dir, port=None, env=None, output=None, workers=1):
         """``env``: more environment variables for the server (they win over the defaults);
         ``output``: a file that gets everything it writes, stdout and stderr, as journald would."""
         self.data_dir = str(data_dir)
         self.env = env or {}
         self.output = output
+        self.workers = workers
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
     def start(self, deadline=30.0):
         env = dict(os.environ, HEXVAULT_DATA_DIR=self.data_dir, HEXVAULT_PORT=str(self.port),
-                   HEXVAULT_BASE_URL=self.url, HEXVAULT_LOG_LEVEL="WARNING", HEXVAULT_CONFIG="")
+                   HEXVAULT_BASE_URL=self.url, HEXVAULT_LOG_LEVEL="WARNING", HEXVAULT_CONFIG="",
+                   HEXVAULT_WORKERS=str(self.workers))
         env.update(self.env)
         if self.output:
             with open(self.output, "ab") as sink:
@@ -47,6 +49,14 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("server did not start in time")
+
+    def worker_pids(self):
+        """The worker processes of a server started with workers > 1 (its children)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as fh:
+                return [int(pid) for pid in fh.read().split()]
+        except FileNotFoundError:
+            return []
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)

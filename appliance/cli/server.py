@@ -4,7 +4,7 @@ import logging
 
 import click
 
-from appliance import __version__, accounts, clientsetup, orgs, registry_builder
+from appliance import __version__, accounts, clientsetup, db, orgs, registry_builder
 from appliance.cli.group import fail, main
 from appliance.cli.keys import new_key
 from appliance.config import describe
@@ -59,38 +59,51 @@ def init(ctx, admin_name, admin_password, admin_email, admin_full_name, org_name
 @main.command()
 @click.option("--host", help="Listen address (setting host).")
 @click.option("--port", type=int, help="Listen port (setting port).")
+@click.option("--workers", type=click.IntRange(min=1), help="waitress processes (setting workers).")
 @click.pass_obj
-def serve(ctx, host, port):
+def serve(ctx, host, port, workers):
     """Serve the repository, API and admin UI with waitress."""
 
     from appliance import create_app, serving
+    from appliance.workers import Supervisor, listen
 
-    config = ctx.config.with_updates(**{k: v for k, v in (("host", host), ("port", port)) if v})
-    # Before anything imports prometheus_client; one process until serving grows workers.
-    serving.prepare_metrics(config, workers=1)
+    changes = (("host", host), ("port", port), ("workers", workers))
+    config = ctx.config.with_updates(**{k: v for k, v in changes if v})
+    # Before anything imports prometheus_client.
+    serving.prepare_metrics(config, workers=config.workers)
     try:
         from appliance.runtime import open_runtime
 
         rt = open_runtime(config)
+        serving.prepare(rt)
+        # Built before the socket listens (a connection accepted early would wait for it) and
+        # before any fork, so every worker inherits it.
         app = create_app(config, rt)
-        background = serving.start(rt)
+        sock = listen(config.host, config.port)
     except HexvaultError as exc:
         fail(exc.message)
+    except OSError as exc:  # the port is taken, or the address is not this machine's: one line
+        fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; stop what uses it "
+             "or choose another port (--port, or port in the config file)")
     # waitress warns "Task queue depth is N" on every queued request under load; that is
     # normal for a busy appliance and the logging itself would slow it down.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    try:
+    # A log record, not a print: with log_format = "json" every line a shipper reads is JSON.
+    logging.getLogger("hexvault").info("Hexvault %s serving on http://%s:%s (external URL %s, %d worker(s))",
+                                       __version__, config.host, config.port, config.external_url, config.workers)
+
+    def run_worker():
+        background = serving.start(rt)
         try:
-            server = serving.create_server(app, config, host=config.host, port=config.port)
-        except OSError as exc:  # the port is taken, or the address is not this machine's: one line
-            fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; stop what uses it "
-                 "or choose another port (--port, or port in the config file)")
-        # A log record, not a print: with log_format = "json" every line a shipper reads is JSON.
-        logging.getLogger("hexvault").info("Hexvault %s serving on http://%s:%s (external URL %s)", __version__,
-                                           config.host, config.port, config.external_url)
-        server.run()
-    finally:
-        background.stop()
+            serving.create_server(app, config, sockets=[sock]).run()
+        finally:
+            background.stop()
+            db.close_all()
+
+    if config.workers == 1:
+        run_worker()
+    else:
+        Supervisor(config.workers, run_worker).run()
 
 
 @main.command("show-config")
