@@ -1,8 +1,14 @@
-"""Fixtures: a real data directory, a real SQLite file and a real waitress server on 127.0.0.1.
+"""Fixtures: a real data directory, a real database and a real waitress server on 127.0.0.1.
 
 ``hexvault`` initializes a fresh data directory per test and serves it with waitress in a
 thread; ``hv`` is a driver with verbs (publish, api, repo) shared by the tests. Nothing of
 Hexvault's own is mocked.
+
+The database is SQLite in the data directory, or, with ``HEXVAULT_TEST_DATABASE=postgresql``
+(scripts/test.sh's second pass), a new database per test in a real PostgreSQL cluster started
+once per session (tests/pgcluster.py); its URL is also exported as HEXVAULT_DATABASE_URL for the
+CLI and server processes a test starts. ``postgres`` gives tests that always need PostgreSQL
+(db copy, migrations on both backends) that cluster.
 """
 
 import os
@@ -13,18 +19,41 @@ import pytest
 
 from appliance import accounts, create_app, keys, orgs, registry_builder, serving
 from appliance.config import load_config
+from appliance import db
 from appliance.db import database
 from appliance.runtime import initialize, open_runtime
 from tests.driver import Driver
 from tests.fake_hexpm import FakeHexpm
 from tests.mixclient import Installs
+from tests.pgcluster import PostgresCluster
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
+BACKEND = os.environ.get("HEXVAULT_TEST_DATABASE", "sqlite")
+assert BACKEND in ("sqlite", "postgresql"), f"HEXVAULT_TEST_DATABASE={BACKEND!r}"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
-def config(tmp_path):
-    return load_config(environ={}, data_dir=str(tmp_path / "data"), bcrypt_rounds=4, port=8000)
+def database_url(request, monkeypatch):
+    """'' (SQLite in the data directory) or the URL of a new PostgreSQL database."""
+    if BACKEND == "sqlite":
+        monkeypatch.delenv("HEXVAULT_DATABASE_URL", raising=False)
+        return ""
+    url = request.getfixturevalue("postgres").create_database()
+    monkeypatch.setenv("HEXVAULT_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def config(tmp_path, database_url):
+    return load_config(environ={}, data_dir=str(tmp_path / "data"), bcrypt_rounds=4, port=8000,
+                       database_url=database_url)
 
 
 @pytest.fixture
@@ -33,8 +62,7 @@ def runtime(config):
     rt = open_runtime(config)
     database.connect(reuse_if_open=True)
     yield rt
-    if not database.is_closed():
-        database.close()
+    db.close_all()
 
 
 class LiveServer:
