@@ -16,12 +16,14 @@ import stat
 import textwrap
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from click.testing import CliRunner
 
 from appliance import migrations
 from appliance.cli import main
+from appliance import db
 from appliance.config import load_config
 from appliance.db import database, init_database
 from appliance.errors import MigrationFailed, SchemaTooNew
@@ -123,6 +125,34 @@ def test_migrations_build_the_schema_the_models_declare(config, tmp_path):
     assert migrated.keys() == declared.keys()
     for table in declared:
         assert migrated[table] == declared[table], table
+
+
+def postgresql_schema(url):
+    """Columns, indexes and constraints of a PostgreSQL database, from its catalogue."""
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, character_maximum_length, column_default "
+            "FROM information_schema.columns WHERE table_schema = 'public'").fetchall()
+        indexes = conn.execute("SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public'").fetchall()
+        constraints = conn.execute(
+            "SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE connamespace = 'public'::regnamespace").fetchall()
+    return sorted(columns), sorted(indexes), sorted(constraints)
+
+
+def test_migrations_build_the_schema_the_models_declare_on_postgresql(config, postgres):
+    config.data_path.mkdir(parents=True)
+    migrated, declared = postgres.create_database("migrated"), postgres.create_database("declared")
+    init_database(migrated, state_dir=config.data_path)
+    with database.connection_context():
+        outcome = migrations.upgrade(config)
+    assert outcome.version == migrations.latest_version()
+    init_database(declared, state_dir=config.data_path)
+    with database.connection_context():
+        database.create_tables(ALL_MODELS)
+    db.close_all()
+    migrated_schema, declared_schema = postgresql_schema(migrated), postgresql_schema(declared)
+    assert migrated_schema[0] and migrated_schema == declared_schema
 
 
 def test_migrations_are_numbered_in_order_with_a_docstring_each():

@@ -26,9 +26,11 @@ How to change the schema
    first release (``tests/fixtures/v1``) through your migration.
 Never edit or renumber a migration that has been released: add another one.
 
-Both backends: a migration must run on SQLite and on PostgreSQL (``database_url``); use the
-migrator or DDL both accept (``"id" SERIAL`` is not SQLite, ``DATETIME`` is not PostgreSQL: see
-m0001's ``statements_for``). ``tests/test_migrations.py`` runs the schema comparison on both.
+Both backends: a migration must run on SQLite and on PostgreSQL (``database_url``). Write DDL
+as peewee writes it for SQLite and pass it through ``spelled_for_backend(statements,
+booleans=(...))``, which gives PostgreSQL its own spelling of the same fields (SERIAL ids,
+TIMESTAMP, BOOLEAN); or use the migrator, which speaks both. ``tests/test_migrations.py`` checks
+the migrated schema against the models on both.
 
 Guarantees: each migration runs in its own write transaction (``db.write_lock_tx``) together
 with its version stamp (DDL is transactional on both), so one that fails leaves the database as
@@ -78,6 +80,27 @@ class Outcome:
     version: int
     applied: tuple
     copy_path: Path | None
+
+
+# SQLite spelling (as peewee's create_tables writes it) -> PostgreSQL spelling of the same field.
+_POSTGRESQL_SPELLING = (
+    ('"id" INTEGER NOT NULL PRIMARY KEY', '"id" SERIAL NOT NULL PRIMARY KEY'),  # AutoField
+    (" DATETIME", " TIMESTAMP"),  # DateTimeField
+)
+
+
+def spelled_for_backend(statements, booleans=()):
+    """``statements`` (SQLite DDL) as the bound backend spells them; ``booleans`` names the
+    BooleanField columns (INTEGER on SQLite, BOOLEAN on PostgreSQL)."""
+    if db.backend_name() != "postgresql":
+        return tuple(statements)
+    rules = _POSTGRESQL_SPELLING + tuple((f'"{name}" INTEGER', f'"{name}" BOOLEAN') for name in booleans)
+    spelled = []
+    for statement in statements:
+        for sqlite_form, postgresql_form in rules:
+            statement = statement.replace(sqlite_form, postgresql_form)
+        spelled.append(statement)
+    return tuple(spelled)
 
 
 def discover(package=None):

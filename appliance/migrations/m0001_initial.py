@@ -4,18 +4,10 @@ keys, packages, releases, requirements, pending builds, audit log, signing keys 
 The statements are what peewee's ``create_tables`` wrote for that release on SQLite, frozen here:
 later changes to ``appliance/models.py`` come as later migrations, never as edits to this file.
 On PostgreSQL (added later; no PostgreSQL database ever had another version 1) the same
-statements are spelled in its types by ``statements_for``.
+statements are spelled in its types by ``migrations.spelled_for_backend``.
 """
 
-from appliance import db
-
-# SQLite spelling -> what peewee's create_tables writes on PostgreSQL for the same field.
-POSTGRESQL_TYPES = (
-    ('"id" INTEGER NOT NULL PRIMARY KEY', '"id" SERIAL NOT NULL PRIMARY KEY'),  # AutoField
-    (" DATETIME", " TIMESTAMP"),  # DateTimeField
-    ('"is_admin" INTEGER', '"is_admin" BOOLEAN'),  # BooleanField
-    ('"optional" INTEGER', '"optional" BOOLEAN'),
-)
+from appliance.migrations import spelled_for_backend
 
 STATEMENTS = (
     'CREATE TABLE "user" ("id" INTEGER NOT NULL PRIMARY KEY, "username" VARCHAR(255) NOT NULL, '
@@ -83,17 +75,6 @@ STATEMENTS = (
 )
 
 
-def statements_for(backend):
-    if backend != "postgresql":
-        return STATEMENTS
-    translated = []
-    for statement in STATEMENTS:
-        for sqlite_spelling, postgresql_spelling in POSTGRESQL_TYPES:
-            statement = statement.replace(sqlite_spelling, postgresql_spelling)
-        translated.append(statement)
-    return tuple(translated)
-
-
 def upgrade(migrator, database):
-    for statement in statements_for(db.backend_name()):
+    for statement in spelled_for_backend(STATEMENTS, booleans=("is_admin", "optional")):
         database.execute_sql(statement)

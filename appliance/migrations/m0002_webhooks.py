@@ -5,6 +5,8 @@ New tables only; existing rows are untouched. Spelled out as DDL, as peewee wrot
 appliance/models.py when this migration was made.
 """
 
+from appliance.migrations import spelled_for_backend
+
 STATEMENTS = (
     'CREATE TABLE "webhook" ("id" INTEGER NOT NULL PRIMARY KEY, "organization_id" INTEGER NOT NULL, '
     '"url" TEXT NOT NULL, "secret_encrypted" TEXT NOT NULL, "created_at" DATETIME NOT NULL, '
@@ -30,5 +32,5 @@ STATEMENTS = (
 
 
 def upgrade(migrator, database):
-    for statement in STATEMENTS:
+    for statement in spelled_for_backend(STATEMENTS, booleans=("redelivery",)):
         database.execute_sql(statement)

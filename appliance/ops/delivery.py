@@ -27,7 +27,7 @@ import requests
 from peewee import fn
 
 from appliance import __version__
-from appliance.db import database
+from appliance.db import database, write_lock_tx
 from appliance.models import Webhook, WebhookDelivery, WebhookEvent, utcnow
 from appliance.ops import webhooks
 
@@ -58,7 +58,7 @@ def claim(config, owner, now=None):
     # Look without the write lock first: most polls find nothing.
     if not WebhookDelivery.select().where(due).exists():
         return None
-    with database.atomic("IMMEDIATE"):
+    with write_lock_tx():
         row = WebhookDelivery.select().where(due).order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).first()
         if row is None:
             return None
@@ -105,7 +105,7 @@ def finish(config, delivery, owner, status, error, now=None):
     """Record an attempt's outcome, if ``owner`` still holds the lease (else the row was claimed
     again after the lease ran out, and that claim decides)."""
     now = now or utcnow()
-    with database.atomic("IMMEDIATE"):
+    with write_lock_tx():
         attempts = delivery.attempts + 1
         fields = dict(attempts=attempts, last_status=status, last_error=error, last_attempt_at=now,
                       lease_owner=None, lease_expires_at=None)
@@ -149,7 +149,7 @@ def seconds_until_due(now=None):
 def prune(now=None):
     """Forget finished deliveries older than RETENTION and events that no delivery needs."""
     cutoff = (now or utcnow()) - RETENTION
-    with database.atomic("IMMEDIATE"):
+    with write_lock_tx():
         WebhookDelivery.delete().where((WebhookDelivery.state != "pending") & (WebhookDelivery.created_at < cutoff)).execute()
         needed = WebhookDelivery.select(WebhookDelivery.event)
         WebhookEvent.delete().where((WebhookEvent.created_at < cutoff) & WebhookEvent.id.not_in(needed)).execute()
