@@ -1,8 +1,9 @@
 """Online backup and restore of a data directory.
 
-``backup`` may run while the server serves and publishes. The database is copied with SQLite's
-online backup API (a consistent snapshot); then every tarball and docs blob the snapshot refers
-to is copied (blobs are content-addressed and never change once written), with the signing keys,
+``backup`` may run while the server serves and publishes. The database is copied as a consistent
+snapshot (``db.dump``: SQLite's online backup API into ``hexvault.db``, or pg_dump's custom
+format into ``hexvault.pgdump`` for PostgreSQL, using Debian's postgresql-client); then every
+tarball and docs blob the snapshot refers to is copied (blobs are content-addressed and never change once written), with the signing keys,
 the app secret and the config file, and a manifest of SHA-256 sums. It writes into
 ``DEST.partial`` and renames at the end, so a DEST that exists is a complete backup. DEST and
 everything in it are owner-only (directories 0700, files 0600) whatever the umask: a backup holds
@@ -12,7 +13,8 @@ The hex.pm mirror's files (``mirror/``) are copied too, records before tarballs:
 hex.pm's signatures and cannot be rebuilt. Organization registry files are not copied:
 ``restore`` rebuilds them from the restored database with the restored signing key. Signing
 (PKCS#1 v1.5) and gzip (mtime 0) are deterministic, so the rebuilt files are byte-for-byte what
-the server served for that database state.
+the server served for that database state. ``restore`` puts the database back the way it was
+dumped (a SQLite file, or pg_restore into the empty database ``database_url`` names).
 
 What the manifest proves: unsigned, that no file was damaged or lost since the backup was made
 (bit rot, a truncated copy), and that no file was added. It does not prove who made it: whoever
@@ -29,13 +31,13 @@ import hmac
 import json
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
-from appliance import __version__
-from appliance.db import SQLITE_FULL
+from appliance import __version__, db
+from appliance.db import SQLITE_FULL, database
 from appliance.errors import HexvaultError, InsufficientStorage
 from appliance.ops import disk
+from appliance.models import Release
 from appliance.packages import docs_key, tarball_key
 
 MANIFEST = "manifest.json"
@@ -77,14 +79,11 @@ def _make_private(root):
             os.chmod(os.path.join(dirpath, name), 0o600)
 
 
-def _referenced_blobs(db_path):
-    conn = sqlite3.connect(db_path)  # closed explicitly: `with` would only end the transaction
-    try:
-        tarballs = [row[0] for row in conn.execute('SELECT DISTINCT "outer_checksum" FROM "release"')]
-        docs = [row[0] for row in conn.execute(
-            'SELECT DISTINCT "docs_checksum" FROM "release" WHERE "docs_checksum" IS NOT NULL')]
-    finally:
-        conn.close()
+def _referenced_blobs():
+    """Blob keys of every tarball and docs upload the bound database refers to."""
+    tarballs = [c for (c,) in Release.select(Release.outer_checksum).distinct().tuples()]
+    docs = [c for (c,) in Release.select(Release.docs_checksum).where(Release.docs_checksum.is_null(False))
+            .distinct().tuples()]
     return [tarball_key(c) for c in tarballs] + [docs_key(c) for c in docs]
 
 
@@ -164,18 +163,12 @@ def _write_backup(rt, dest, work, sign_key):
     os.chmod(work, 0o700)  # mkdir's mode is masked by the umask; this one must hold exactly
     (work / "blobs").mkdir()
 
-    source = sqlite3.connect(config.database_path)
-    target = sqlite3.connect(work / "hexvault.db")
-    try:
-        source.backup(target)
-        # One self-contained file: no -wal/-shm beside it in the backup.
-        target.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        target.close()
-        source.close()
+    # The blobs to copy are those the dumped state refers to, read from that very state.
+    with database.connection_context():
+        referenced = db.dump(work / f"hexvault{db.dump_suffix()}", read=_referenced_blobs)
 
     missing = []
-    for key in _referenced_blobs(work / "hexvault.db"):
+    for key in referenced:
         try:
             _copy_blob(rt.store, key, work / "blobs")
         except KeyError:
@@ -252,9 +245,26 @@ def restore(src, config, sign_key=None):
     shutil.copytree(src / "keys", config.keys_path)
     os.chmod(config.keys_path, 0o700)
     config.import_path.mkdir(exist_ok=True)
-    shutil.copy2(src / "hexvault.db", config.database_path)
+    _restore_database(src, config)
     _fsync_tree(data)
     # The secret goes last: its presence marks the data directory as initialized.
     shutil.copy2(src / "secret_key", data / "secret_key")
     os.chmod(data / "secret_key", 0o600)
     return manifest
+
+
+def _restore_database(src, config):
+    """The backup's database into config's: a SQLite file, or pg_restore into an empty
+    PostgreSQL database. A backup of the other kind is refused with the way to get there."""
+    dumps = {path.suffix: path for path in (src / "hexvault.db", src / "hexvault.pgdump") if path.is_file()}
+    wanted = ".pgdump" if config.database_url else ".db"
+    if wanted not in dumps:
+        held = "PostgreSQL" if ".pgdump" in dumps else "SQLite"
+        raise BackupError(f"{src} holds a {held} database, but database_url says "
+                          f"{'PostgreSQL' if config.database_url else 'SQLite'}; restore it with the "
+                          "database_url it was made with (then `hexvault db copy` moves SQLite to PostgreSQL)")
+    db.init_database(config.database_target, state_dir=config.data_path)
+    with database.connection_context():
+        if config.database_url and database.get_tables():
+            raise BackupError(f"database {config.database_name} is not empty; restore only into a new database")
+        db.load(dumps[wanted])

@@ -19,6 +19,7 @@ import hashlib
 import json
 import mmap
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -58,6 +59,11 @@ def is_postgresql_url(target):
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
+def without_password(url):
+    """A database URL fit for messages and logs."""
+    return re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
+
+
 def init_database(target, state_dir=None, busy_timeout_ms=SQLITE_PRAGMAS["busy_timeout"]):
     """Bind ``database`` to ``target``: a SQLite file path or a ``postgresql://`` URL.
 
@@ -79,6 +85,22 @@ def init_database(target, state_dir=None, busy_timeout_ms=SQLITE_PRAGMAS["busy_t
     _generation = _Generation(str(state / "hexvault.db.generation"))
     _backend.lock_dir = state / "locks"
     return database
+
+
+@contextlib.contextmanager
+def bound(target, state_dir):
+    """Bind ``database`` to another database for the block, then back to the one bound before
+    (for tools that move data between two databases: hexvault db copy)."""
+    global _generation, _backend
+    saved = _backend, _generation
+    _backend = None  # init_database would close the saved one's connections
+    init_database(target, state_dir)
+    try:
+        yield database
+    finally:
+        _backend.close_all()
+        _backend, _generation = saved
+        database.initialize(_backend.db if _backend is not None else None)
 
 
 def close_all():
@@ -155,10 +177,12 @@ def foreign_key_violations():
     return _backend.foreign_key_violations()
 
 
-def dump(path):
-    """Write a consistent snapshot of the whole database to the file ``path``, one the server
-    may keep writing beside: SQLite's online backup, or pg_dump's custom format."""
-    _backend.dump(Path(path))
+def dump(path, read=None):
+    """Write a consistent snapshot of the whole database to the file ``path`` while the server
+    may keep writing: SQLite's online backup, or pg_dump's custom format. ``read()``, if given,
+    runs against exactly the state dumped (SQLite: the copy; PostgreSQL: the snapshot pg_dump
+    was handed) and its result is returned."""
+    return _backend.dump(Path(path), read)
 
 
 def dump_suffix():
@@ -233,7 +257,7 @@ class _Sqlite:
 
     dump_suffix = ".db"
 
-    def dump(self, path):
+    def dump(self, path, read):
         source = sqlite3.connect(self.path)
         target = sqlite3.connect(path)
         try:
@@ -243,6 +267,16 @@ class _Sqlite:
         finally:
             target.close()
             source.close()
+        if read is None:
+            return None
+        # The copy, read-only and without the WAL pragma, so nothing is added beside it.
+        copy = peewee.SqliteDatabase(f"file:{path}?mode=ro", uri=True)
+        database.initialize(copy)
+        try:
+            with copy.connection_context():
+                return read()
+        finally:
+            database.initialize(self.db)
 
     def load(self, path):
         shutil.copy2(path, self.path)
@@ -317,9 +351,14 @@ class _Postgresql:
 
     dump_suffix = ".pgdump"
 
-    def dump(self, path):
-        _pg_tool("pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={path}",
-                 f"--dbname={self.url}")
+    def dump(self, path, read):
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic(isolation_level="REPEATABLE READ"):
+            # pg_dump works in the snapshot this transaction exports, so ``read`` sees its state.
+            snapshot = self.db.execute_sql("SELECT pg_export_snapshot()").fetchone()[0]
+            _pg_tool("pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}",
+                     f"--file={path}", f"--dbname={self.url}")
+            return read() if read is not None else None
 
     def load(self, path):
         _pg_tool("pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",

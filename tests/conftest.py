@@ -51,6 +51,13 @@ def database_url(request, monkeypatch):
 
 
 @pytest.fixture
+def another_database(request):
+    """Makes a second database of the test's backend: '' for SQLite (each data directory has its
+    own), else the URL of a new PostgreSQL database (a restore target, a second appliance)."""
+    return lambda: "" if BACKEND == "sqlite" else request.getfixturevalue("postgres").create_database()
+
+
+@pytest.fixture
 def config(tmp_path, database_url):
     return load_config(environ={}, data_dir=str(tmp_path / "data"), bcrypt_rounds=4, port=8000,
                        database_url=database_url)

@@ -13,7 +13,7 @@ from appliance.models import Release
 from tests.driver import erlang_package
 
 
-def test_backup_during_publishes_restores_identical_registry_and_tarballs(hv, tmp_path):
+def test_backup_during_publishes_restores_identical_registry_and_tarballs(hv, tmp_path, another_database):
     for i in range(5):
         assert hv.publish(erlang_package(f"base{i}", "1.0.0")).status_code == 201
     hv.api("POST", "repos/acme/packages/base0/releases/1.0.0/retire", body={"reason": "other", "message": "old"})
@@ -34,12 +34,14 @@ def test_backup_during_publishes_restores_identical_registry_and_tarballs(hv, tm
         stop.set()
         worker.join()
     assert published, "the publish loop ran during the backup"
-    assert "hexvault.db" in manifest["files"] and "secret_key" in manifest["files"]
-    assert not [n for n in manifest["files"] if n.startswith("hexvault.db-")]  # one self-contained DB file
+    dumped = "hexvault.pgdump" if hv.runtime.config.database_url else "hexvault.db"
+    assert dumped in manifest["files"] and "secret_key" in manifest["files"]
+    assert [n for n in manifest["files"] if n.startswith("hexvault.")] == [dumped]  # one self-contained file
     original = {r.package.name: r for r in Release.select()}
     original_store = hv.runtime.store
 
-    env = {"HEXVAULT_DATA_DIR": str(tmp_path / "restored"), "HEXVAULT_CONFIG": ""}
+    restore_url = another_database()
+    env = {"HEXVAULT_DATA_DIR": str(tmp_path / "restored"), "HEXVAULT_CONFIG": "", "HEXVAULT_DATABASE_URL": restore_url}
     database.close()
     result = CliRunner().invoke(main, ["restore", str(tmp_path / "backup")], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -48,7 +50,7 @@ def test_backup_during_publishes_restores_identical_registry_and_tarballs(hv, tm
     from appliance.config import load_config
     from appliance.runtime import open_runtime
 
-    restored = open_runtime(load_config(environ={}, data_dir=str(tmp_path / "restored")))
+    restored = open_runtime(load_config(environ={}, data_dir=str(tmp_path / "restored"), database_url=restore_url))
     database.connect(reuse_if_open=True)
     assert check.run(restored) == []
     names = [r.package.name for r in Release.select()]
