@@ -345,7 +345,9 @@ class Config:
         """The database for messages: the SQLite path, or the URL without its password."""
         if not self.database_url:
             return str(self.database_path)
-        return re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", self.database_url)
+        from appliance.db import without_password
+
+        return without_password(self.database_url)
 
     @property
     def blob_path(self):

@@ -1,4 +1,4 @@
-"""``hexvault migrate``: bring the database schema to this Hexvault's version.
+"""``hexvault migrate``: bring the database schema to this Hexvault's version; ``hexvault db copy``.
 
 Start-up does the same on its own (every command that opens the runtime migrates first); this
 command lets an upgrade (install.sh) migrate before the service restarts, and shows what is
@@ -8,7 +8,7 @@ pending with ``--dry-run``.
 import click
 
 from appliance import migrations
-from appliance.cli.group import fail, main
+from appliance.cli.group import command, fail, main
 from appliance.db import database
 from appliance.errors import HexvaultError
 
@@ -41,3 +41,24 @@ def migrate(ctx, dry_run):
     for migration in todo:
         click.echo(f"applied {migration.name}: {migration.summary}")
     click.echo(f"schema version {current}: up to date")
+
+
+@main.group("db")
+def db_group():
+    """Move the database between backends."""
+
+
+@command(db_group, "copy")
+@click.option("--to", "url", required=True, help="An empty PostgreSQL database: postgresql://USER:PASSWORD@HOST/DB")
+def db_copy(rt, url):
+    """Copy the database into an empty PostgreSQL database and prove the copy (row counts per
+    table, registry files rebuilt from it byte-identical). Stop the server first."""
+    from appliance import dbcopy
+    from appliance.db import without_password
+
+    report = dbcopy.copy(rt, url)
+    for table, rows in report.rows.items():
+        click.echo(f"{table}: {rows} rows copied, {rows} in the target")
+    click.echo(f"{report.registry_files} registry files rebuilt from the copy are byte-identical to the stored ones")
+    click.echo(f"done: set database_url = \"{without_password(url)}\" (with its password) in the config, "
+               "then start Hexvault")
