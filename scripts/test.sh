@@ -4,11 +4,12 @@
 #   scripts/test.sh [PYTEST ARGS...]
 #
 # On a fresh Debian machine (as root, or a user with sudo) it installs what the tests need
-# (Erlang/OTP, rebar3, Elixir, curl, Chromium and ChromeDriver from Debian, and Prometheus's
+# (Erlang/OTP, rebar3, Elixir, curl, Chromium and ChromeDriver, PostgreSQL from Debian, and Prometheus's
 # binary extracted from its Debian package into .cache/prometheus), creates or refreshes the
 # virtualenv .venv in the repository root with `pip install -e '.[test]'`, then runs
 # `.venv/bin/python -m pytest "$@"` from the repository root, on as many pytest-xdist workers as
-# there are cores (setup.cfg; `-n 0` runs in one process). Exits with pytest's status;
+# there are cores (setup.cfg; `-n 0` runs in one process); without arguments it then runs the
+# database-backed tests a second time on PostgreSQL (section 4). Exits with pytest's status;
 # "no tests collected" (pytest's exit 5) counts as a failure.
 set -euo pipefail
 
@@ -46,10 +47,18 @@ apt_install() {
 # tool -> Debian package that provides it (nginx is the TLS front's tests; openssl drives s_client;
 # elixir's mix runs the Hex archives from ../shared/clients, whose README also asks for
 # erlang-dev; curl runs the README's key download line; slapd (with slappasswd) is the directory
-# of tests/test_ldap.py, ldap-utils its command-line tools)
-TOOLS=(erl rebar3 elixir mix curl chromium chromedriver nginx openssl slapd ldapwhoami)
-PACKAGES=(erlang-nox erlang-dev rebar3 elixir curl chromium chromium-driver nginx openssl slapd ldap-utils)
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+# of tests/test_ldap.py, ldap-utils its command-line tools; PostgreSQL's server for
+# tests/pgcluster.py and pg_dump/pg_restore for backups of it)
+TOOLS=(erl rebar3 elixir mix curl chromium chromedriver nginx openssl slapd ldapwhoami postgres pg_dump)
+PACKAGES=(erlang-nox erlang-dev rebar3 elixir curl chromium chromium-driver nginx openssl slapd ldap-utils
+          postgresql postgresql-client)
+have() {
+    if [ "$1" = postgres ]; then  # not on PATH: /usr/lib/postgresql/VERSION/bin/postgres
+        compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null
+        return
+    fi
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]
+}
 missing=()
 for tool in "${TOOLS[@]}"; do
     have "$tool" || missing+=("$tool")
@@ -126,5 +135,15 @@ status=0
 if [ "$status" -eq 5 ]; then
     say "error: pytest collected no tests (exit 5); treating that as a failure"
     exit 1
+fi
+
+# --- 4. the database-backed tests again, on PostgreSQL ---------------------------------------
+# Only for a whole-suite run (no arguments); HEXVAULT_TEST_DATABASE=postgresql makes every
+# database fixture a new database in a real PostgreSQL cluster (tests/conftest.py).
+POSTGRES_PASS=(tests/test_api.py tests/test_repository.py tests/test_auth_matrix.py tests/test_faults.py
+               tests/test_backup.py tests/test_workers.py)
+if [ "$#" -eq 0 ]; then
+    say "running the PostgreSQL pass: ${POSTGRES_PASS[*]}"
+    HEXVAULT_TEST_DATABASE=postgresql .venv/bin/python -m pytest -q "${POSTGRES_PASS[@]}" || status=$?
 fi
 exit "$status"

@@ -4,7 +4,7 @@ Which worker served a connection is read from the kernel (the server end of the 
 is a socket in exactly one worker's file table), so every worker is checked without anything
 added to the server for the test. The kernel hands each new connection to whichever worker
 accepts first, so each check opens fresh connections until every worker has answered, within a
-bounded number of attempts.
+bounded number of attempts. ``database_url`` (conftest) runs them on PostgreSQL in that pass.
 """
 
 import http.client
@@ -72,7 +72,7 @@ def init(tmp_path):
     return re.search(r"Repository key:\s+([0-9a-f]{32})", result.output).group(1)
 
 
-def test_a_key_revoked_by_the_cli_is_refused_by_every_worker_at_once(tmp_path):
+def test_a_key_revoked_by_the_cli_is_refused_by_every_worker_at_once(tmp_path, database_url):
     repo_key = init(tmp_path)
     server = ServerProcess(tmp_path / "data", workers=2).start()
     try:
@@ -98,7 +98,7 @@ def lock_holders(path):
                 if f[1] == "FLOCK" and f[3] == "WRITE" and f[5].endswith(f":{inode}")]
 
 
-def test_one_worker_watches_the_drop_folder_a_dead_one_is_replaced_and_sigterm_stops_all(tmp_path):
+def test_one_worker_watches_the_drop_folder_a_dead_one_is_replaced_and_sigterm_stops_all(tmp_path, database_url):
     init(tmp_path)
     data = tmp_path / "data"
     server = ServerProcess(data, workers=2).start()
