@@ -19,6 +19,14 @@ Prints one line per figure:
                                            filled from a bundle signed by a stand-in upstream key)
     publish_ms_median=...                  end-to-end publish latency (HTTP, validation, registry rebuild) at N
 
+Scaling out (needs wrk), each in the same run:
+    workers1_packages_rps=... workers2_packages_rps=... ratio_workers=...
+                                           authenticated GET /repos/ORG/packages/NAME with `workers = 1`
+                                           and `workers = 2` (target on 2 cores: >= 1.7)
+    publish_ms_median_sqlite=... publish_ms_median_postgresql=...
+                                           with --postgresql: publish latency at N packages on SQLite and
+                                           on a PostgreSQL 15 cluster started for the run (tests/pgcluster.py)
+
 With --tls (needs nginx and wrk), over HTTPS through the TLS front (scripts/bench_front.py):
     front_mirror_rps=...                   the open mirror's packages/NAME, which nginx serves from disk
     static_tls_mirror_rps=...              the same files from a plain nginx over TLS
@@ -27,7 +35,9 @@ With --tls (needs nginx and wrk), over HTTPS through the TLS front (scripts/benc
     ratio_front_tarballs_vs_direct=...     front / Hexvault direct over HTTP (target >= 1)
 
 Usage: scripts/bench_registry.py [--packages 1000] [--clients 32] [--seconds 10] [--publishes 20]
-                                 [--mirror-packages 200] [--tls]
+                                 [--mirror-packages 200] [--tls] [--postgresql] [--scale-only]
+
+--scale-only measures only the workers and PostgreSQL figures.
 """
 
 import argparse
@@ -66,8 +76,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def fill(data_dir, n):
-    config = load_config(environ={}, data_dir=data_dir, bcrypt_rounds=4)
+def fill(data_dir, n, database_url=""):
+    config = load_config(environ={}, data_dir=data_dir, bcrypt_rounds=4, database_url=database_url)
     initialize(config)
     rt = open_runtime(config)
     with database.connection_context():
@@ -285,6 +295,59 @@ def measure_publish(port, api_key, count):
     return statistics.median(timings), max(timings)
 
 
+def serve(data_dir, args, **env_extra):
+    """`hexvault serve` on a free port as a child process; (process, port) once it answers."""
+    port = free_port()
+    env = dict(os.environ, HEXVAULT_DATA_DIR=data_dir, HEXVAULT_PORT=str(port), HEXVAULT_LOG_LEVEL="WARNING",
+               HEXVAULT_THREADS=str(args.threads), HEXVAULT_CONFIG="", **env_extra)
+    server = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(port)
+    return server, port
+
+
+def stop(server):
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def measure_workers(data_dir, names, repo_key, args, tmp):
+    """Authorized packages/NAME GETs with 1 and with 2 worker processes, same data, same load."""
+    paths = [f"/repos/bench/packages/{n}" for n in names]
+    results = {}
+    for workers in (1, 2):
+        server, port = serve(data_dir, args, HEXVAULT_WORKERS=str(workers))
+        try:
+            measure_wrk(port, paths, {"authorization": repo_key}, args.clients, 2, tmp)  # warm every worker
+            rps, p99, bad = measure_wrk(port, paths, {"authorization": repo_key}, args.clients, args.seconds, tmp)
+        finally:
+            stop(server)
+        results[workers] = rps
+        print(f"workers{workers}_packages_rps={rps:.0f} p99_ms={p99:.1f} non_2xx={bad}")
+    print(f"ratio_workers={results[2] / results[1]:.2f}")
+
+
+def measure_postgresql_publish(tmp, args, sqlite_median):
+    """Publish latency at N packages with the database in PostgreSQL, beside SQLite's."""
+    from tests.pgcluster import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    try:
+        data_dir = os.path.join(tmp, "data-pg")
+        _repo, api_key, fill_seconds = fill(data_dir, args.packages, cluster.create_database("bench"))
+        database.close()
+        print(f"fill_packages_postgresql={args.packages} fill_seconds={fill_seconds:.1f}")
+        server, port = serve(data_dir, args)
+        try:
+            median, worst = measure_publish(port, api_key, args.publishes)
+        finally:
+            stop(server)
+        print(f"publish_ms_median_sqlite={sqlite_median:.1f} publish_ms_median_postgresql={median:.1f} "
+              f"publish_ms_max_postgresql={worst:.1f} at_packages={args.packages}")
+    finally:
+        cluster.stop()
+
+
 def measure_tls(rt, port, tar_paths, direct_tar_rps, mirror_names, auth, args, tmp):
     """The TLS front against a plain nginx over TLS (same certificate, same files) and against
     Hexvault direct; see the module docstring."""
@@ -325,7 +388,12 @@ def main():
     parser.add_argument("--mirror-packages", type=int, default=200, help="packages in the hex.pm mirror bundle")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads of the server")
     parser.add_argument("--tls", action="store_true", help="also measure through the TLS front (nginx, wrk)")
+    parser.add_argument("--postgresql", action="store_true",
+                        help="also measure publish latency with the database in PostgreSQL")
+    parser.add_argument("--scale-only", action="store_true", help="only the workers and PostgreSQL figures")
     args = parser.parse_args()
+    if args.scale_only:
+        return scale_only(args)
 
     with tempfile.TemporaryDirectory(prefix="hexvault-bench-") as tmp:
         data_dir = os.path.join(tmp, "data")
@@ -380,6 +448,28 @@ def main():
                 nginx.wait(timeout=10)
             server.terminate()
             server.wait(timeout=10)
+        names = [f"pkg{i:05d}" for i in range(args.packages)]
+        if shutil.which("wrk"):
+            measure_workers(data_dir, names, repo_key, args, tmp)
+        if args.postgresql:
+            measure_postgresql_publish(tmp, args, median)
+
+
+def scale_only(args):
+    with tempfile.TemporaryDirectory(prefix="hexvault-bench-") as tmp:
+        data_dir = os.path.join(tmp, "data")
+        repo_key, api_key, fill_seconds = fill(data_dir, args.packages)
+        database.close()
+        print(f"fill_packages={args.packages} fill_seconds={fill_seconds:.1f}")
+        measure_workers(data_dir, [f"pkg{i:05d}" for i in range(args.packages)], repo_key, args, tmp)
+        if args.postgresql:
+            server, port = serve(data_dir, args)
+            try:
+                median, _worst = measure_publish(port, api_key, args.publishes)
+            finally:
+                stop(server)
+            measure_postgresql_publish(tmp, args, median)
+
 
 if __name__ == "__main__":
     main()
