@@ -352,6 +352,11 @@ class _Postgresql:
     dump_suffix = ".pgdump"
 
     def dump(self, path, read):
+        if read is None:
+            # pg_dump's own snapshot (a pre-migration copy: the caller holds the write lock).
+            _pg_tool("pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={path}",
+                     f"--dbname={self.url}")
+            return None
         self.db.connect(reuse_if_open=True)
         with self.db.atomic(isolation_level="REPEATABLE READ"):
             # pg_dump works in the snapshot this transaction exports, so ``read`` sees its state.

@@ -13,6 +13,7 @@ import re
 import shutil
 import sqlite3
 import stat
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from appliance.db import database, init_database
 from appliance.errors import MigrationFailed, SchemaTooNew
 from appliance.models import ALL_MODELS, AuditLog, Key, Membership, Release, User
 from appliance.protocol import registry, signing
+from appliance.runtime import initialize, open_runtime
 from tests.conftest import make_world
 from tests.procserver import ServerProcess
 
@@ -153,6 +155,51 @@ def test_migrations_build_the_schema_the_models_declare_on_postgresql(config, po
     db.close_all()
     migrated_schema, declared_schema = postgresql_schema(migrated), postgresql_schema(declared)
     assert migrated_schema[0] and migrated_schema == declared_schema
+
+
+def test_on_postgresql_a_failing_migration_rolls_back_and_a_pending_one_applies_after_a_pg_dump_copy(
+        config, postgres, tmp_path, monkeypatch):
+    config = config.with_updates(database_url=postgres.create_database())
+    initialize(config)
+    runtime = open_runtime(config)
+    database.connect(reuse_if_open=True)
+    make_world(runtime)
+    failing = migration_package(tmp_path, monkeypatch, "pg_failing", **after_real(half_done='''
+        """Adds a column and a table, then fails."""
+        import peewee
+        from playhouse.migrate import migrate
+
+        def upgrade(migrator, database):
+            migrate(migrator.add_column("user", "nickname", peewee.CharField(null=True)))
+            database.execute_sql('CREATE TABLE "scratch" ("id" INTEGER PRIMARY KEY)')
+            raise ValueError("disk on fire")
+        '''))
+    with pytest.raises(MigrationFailed):
+        migrations.upgrade(config, failing)
+    assert migrations.schema_version() == LATEST and not database.table_exists("scratch")
+    assert "nickname" not in [c.name for c in database.get_columns("user")]
+
+    adding = migration_package(tmp_path, monkeypatch, "pg_adding", **after_real(user_nickname='''
+        """Users get a nickname, filled from the username."""
+        import peewee
+        from playhouse.migrate import migrate
+
+        def upgrade(migrator, database):
+            migrate(migrator.add_column("user", "nickname", peewee.CharField(null=True)))
+            database.execute_sql('UPDATE "user" SET "nickname" = "username"')
+        '''))
+    outcome = migrations.upgrade(config, adding)
+    assert outcome.version == LATEST + 1 and outcome.copy_path.suffix == ".pgdump"
+    assert stat.S_IMODE(os.stat(outcome.copy_path).st_mode) == 0o600
+    assert database.execute_sql('SELECT "nickname" FROM "user"').fetchall() == [("admin",)]
+    db.close_all()
+    # The copy is the database as it was: restorable, one version earlier, without the column.
+    restored = postgres.create_database()
+    subprocess.run(["pg_restore", "--no-owner", f"--dbname={restored}", str(outcome.copy_path)], check=True)
+    with psycopg.connect(restored) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(LATEST),)
+        assert conn.execute('SELECT "username" FROM "user"').fetchall() == [("admin",)]
+        assert not conn.execute("SELECT 1 FROM information_schema.columns WHERE column_name = 'nickname'").fetchall()
 
 
 def test_migrations_are_numbered_in_order_with_a_docstring_each():
