@@ -180,7 +180,8 @@ class LoginFailure(BaseModel):
 
     account = peewee.CharField()
     address = peewee.CharField()
-    failed_at = peewee.FloatField(index=True)  # Unix seconds: comparable across processes
+    # Unix seconds: comparable across processes. Double: PostgreSQL's REAL has 4 bytes.
+    failed_at = peewee.DoubleField(index=True)
 
     class Meta:
         indexes = ((("account", "address", "failed_at"), False), (("address", "failed_at"), False))

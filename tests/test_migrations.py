@@ -22,9 +22,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from appliance import migrations
+from appliance import db, migrations
 from appliance.cli import main
-from appliance import db
 from appliance.config import load_config
 from appliance.db import database, init_database
 from appliance.errors import MigrationFailed, SchemaTooNew

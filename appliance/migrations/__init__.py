@@ -89,12 +89,15 @@ _POSTGRESQL_SPELLING = (
 )
 
 
-def spelled_for_backend(statements, booleans=()):
-    """``statements`` (SQLite DDL) as the bound backend spells them; ``booleans`` names the
-    BooleanField columns (INTEGER on SQLite, BOOLEAN on PostgreSQL)."""
+def spelled_for_backend(statements, booleans=(), doubles=()):
+    """``statements`` (SQLite DDL, no parameters) as the bound backend spells them. ``booleans``
+    names the BooleanField columns (INTEGER on SQLite, BOOLEAN on PostgreSQL), ``doubles`` the
+    DoubleField ones (REAL on SQLite, where it has 8 bytes; DOUBLE PRECISION on PostgreSQL, whose
+    REAL has 4). A literal % is doubled for psycopg, which reads placeholders in every statement."""
     if db.backend_name() != "postgresql":
         return tuple(statements)
-    rules = _POSTGRESQL_SPELLING + tuple((f'"{name}" INTEGER', f'"{name}" BOOLEAN') for name in booleans)
+    rules = (_POSTGRESQL_SPELLING + tuple((f'"{name}" INTEGER', f'"{name}" BOOLEAN') for name in booleans)
+             + tuple((f'"{name}" REAL', f'"{name}" DOUBLE PRECISION') for name in doubles) + (("%", "%%"),))
     spelled = []
     for statement in statements:
         for sqlite_form, postgresql_form in rules:

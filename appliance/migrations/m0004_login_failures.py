@@ -4,6 +4,8 @@ per account and address and hold across server processes and restarts (issue 14.
 The limits used to live in each process's memory; nothing is carried over from them.
 """
 
+from appliance.migrations import spelled_for_backend
+
 STATEMENTS = (
     'CREATE TABLE "login_failure" ("id" INTEGER NOT NULL PRIMARY KEY, "account" VARCHAR(255) NOT NULL, '
     '"address" VARCHAR(255) NOT NULL, "failed_at" REAL NOT NULL)',
@@ -14,5 +16,5 @@ STATEMENTS = (
 
 
 def upgrade(migrator, database):
-    for statement in STATEMENTS:
+    for statement in spelled_for_backend(STATEMENTS, doubles=("failed_at",)):
         database.execute_sql(statement)

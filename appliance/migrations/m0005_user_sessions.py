@@ -5,6 +5,8 @@ Sessions started before the upgrade carry no server-side id and end with it: eve
 to the admin UI once more. The per-user session counters the old scheme kept in meta go.
 """
 
+from appliance.migrations import spelled_for_backend
+
 STATEMENTS = (
     'CREATE TABLE "user_session" ("id" INTEGER NOT NULL PRIMARY KEY, "id_hash" VARCHAR(255) NOT NULL, '
     '"user_id" INTEGER NOT NULL, "created_at" DATETIME NOT NULL, '
@@ -17,5 +19,5 @@ STATEMENTS = (
 
 
 def upgrade(migrator, database):
-    for statement in STATEMENTS:
+    for statement in spelled_for_backend(STATEMENTS):
         database.execute_sql(statement)
