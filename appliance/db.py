@@ -374,7 +374,8 @@ class _Postgresql:
 
         # A connection of its own: the lock lives as long as the session, whatever the
         # request threads do with theirs; it goes with the process (or node) that holds it.
-        conn = psycopg.connect(self.url, autocommit=True)
+        # Named, so pg_stat_activity shows which process holds it.
+        conn = psycopg.connect(self.url, autocommit=True, application_name=f"hexvault {name} pid {os.getpid()}")
         if conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_id(name),)).fetchone()[0]:
             return _Held(conn.close)
         conn.close()

@@ -4,12 +4,14 @@ import os
 import stat
 import threading
 
+import pytest
 from click.testing import CliRunner
 
 from appliance import backup, check, registry_builder
 from appliance.cli import main
 from appliance.db import database
 from appliance.models import Release
+from tests.conftest import BACKEND
 from tests.driver import erlang_package
 
 
@@ -78,7 +80,7 @@ def test_restore_refuses_a_used_data_dir_and_an_altered_backup(hv, tmp_path):
     assert again.exit_code == 1 and "already exists" in again.output
 
 
-def test_backup_is_owner_only_under_a_permissive_umask(hv, tmp_path):
+def test_backup_is_owner_only_under_a_permissive_umask(hv, tmp_path, another_database):
     """A backup holds the database, private tarballs, signing keys and the app secret: nobody
     but its owner may read any of it, even when written under the common umask 022."""
     assert hv.publish(erlang_package("secretlib", "1.0.0")).status_code == 201
@@ -104,7 +106,8 @@ def test_backup_is_owner_only_under_a_permissive_umask(hv, tmp_path):
     old = os.umask(0o022)
     try:
         result = CliRunner().invoke(main, ["restore", str(tmp_path / "b")], catch_exceptions=False,
-                                    env={"HEXVAULT_DATA_DIR": str(tmp_path / "restored"), "HEXVAULT_CONFIG": ""})
+                                    env={"HEXVAULT_DATA_DIR": str(tmp_path / "restored"), "HEXVAULT_CONFIG": "",
+                                         "HEXVAULT_DATABASE_URL": another_database()})
     finally:
         os.umask(old)
     assert result.exit_code == 0, result.output
@@ -133,6 +136,7 @@ def _tamper(backup_dir):
     (backup_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
+@pytest.mark.skipif(BACKEND == "postgresql", reason="the tampering edits the backup's SQLite file")
 def test_a_signed_backup_restores_only_untampered_with_the_key(hv, tmp_path):
     import secrets
 

@@ -13,6 +13,8 @@ import re
 import signal
 import time
 
+import psycopg
+
 from tests.driver import erlang_package
 from tests.procserver import ServerProcess
 from tests.test_cli import run
@@ -90,8 +92,18 @@ def test_a_key_revoked_by_the_cli_is_refused_by_every_worker_at_once(tmp_path, d
         server.stop()
 
 
-def lock_holders(path):
-    """PIDs holding an flock on ``path``, from the kernel's lock table."""
+def watcher_holders(data, database_url):
+    """PIDs holding the drop-folder lock: an flock on its file in the kernel's lock table
+    (SQLite), or an advisory lock held by a session named after its process (PostgreSQL)."""
+    if database_url:
+        with psycopg.connect(database_url) as conn:
+            names = conn.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted").fetchall()
+        return [int(name.rsplit(" ", 1)[1]) for (name,) in names if name.startswith("hexvault drop-folder pid ")]
+    path = data / "locks" / "drop-folder.lock"
+    if not path.exists():
+        return []
     inode = os.stat(path).st_ino
     with open("/proc/locks") as fh:
         return [int(f[4]) for f in (line.split() for line in fh)
@@ -104,8 +116,7 @@ def test_one_worker_watches_the_drop_folder_a_dead_one_is_replaced_and_sigterm_s
     server = ServerProcess(data, workers=2).start()
     try:
         first = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids())
-        lock = data / "locks" / "drop-folder.lock"
-        holders = wait_for(lambda: lock.exists() and lock_holders(lock))
+        holders = wait_for(lambda: watcher_holders(data, database_url))
         assert len(holders) == 1 and holders[0] in first
 
         drop = data / "import" / "acme"
@@ -118,7 +129,7 @@ def test_one_worker_watches_the_drop_folder_a_dead_one_is_replaced_and_sigterm_s
                             and server.worker_pids())
         assert replaced and holders[0] not in replaced
         # Another worker takes the watcher over (the kernel dropped the dead one's lock).
-        taken = wait_for(lambda: lock_holders(lock))
+        taken = wait_for(lambda: watcher_holders(data, database_url))
         assert len(taken) == 1 and taken[0] in server.worker_pids()
         (drop / "two-1.0.0.tar").write_bytes(erlang_package("two", "1.0.0"))
         assert wait_for(lambda: (drop / "done" / "two-1.0.0.tar").exists())
