@@ -4,6 +4,8 @@ or "ldap") and their directory DN, a TOTP secret and state, and table recovery_c
 Every existing user is a local one.
 """
 
+from appliance.migrations import spelled_for_backend
+
 STATEMENTS = (
     """ALTER TABLE "user" ADD COLUMN "auth_source" VARCHAR(255) NOT NULL DEFAULT 'local'""",
     'ALTER TABLE "user" ADD COLUMN "directory_dn" VARCHAR(255)',
@@ -18,5 +20,5 @@ STATEMENTS = (
 
 
 def upgrade(migrator, database):
-    for statement in STATEMENTS:
+    for statement in spelled_for_backend(STATEMENTS):
         database.execute_sql(statement)
