@@ -2,6 +2,8 @@
 grants (one per logged-in device, holding its refresh token's hash) that access tokens name.
 """
 
+from appliance.migrations import spelled_for_backend
+
 STATEMENTS = (
     'CREATE TABLE "device_authorization" ("id" INTEGER NOT NULL PRIMARY KEY, '
     '"device_code_hash" VARCHAR(255) NOT NULL, "user_code_hash" VARCHAR(255) NOT NULL, '
@@ -26,5 +28,5 @@ STATEMENTS = (
 
 
 def upgrade(migrator, database):
-    for statement in STATEMENTS:
+    for statement in spelled_for_backend(STATEMENTS):
         database.execute_sql(statement)
