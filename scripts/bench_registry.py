@@ -58,6 +58,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from appliance import accounts, keys, orgs, packages  # noqa: E402
 from appliance.config import load_config  # noqa: E402
+from appliance import db  # noqa: E402
 from appliance.db import database  # noqa: E402
 from appliance.protocol import tarball  # noqa: E402
 from appliance.runtime import initialize, open_runtime  # noqa: E402
@@ -334,10 +335,11 @@ def measure_postgresql_publish(tmp, args, sqlite_median):
     cluster = PostgresCluster().start()
     try:
         data_dir = os.path.join(tmp, "data-pg")
-        _repo, api_key, fill_seconds = fill(data_dir, args.packages, cluster.create_database("bench"))
-        database.close()
+        url = cluster.create_database("bench")
+        _repo, api_key, fill_seconds = fill(data_dir, args.packages, url)
+        db.close_all()
         print(f"fill_packages_postgresql={args.packages} fill_seconds={fill_seconds:.1f}")
-        server, port = serve(data_dir, args)
+        server, port = serve(data_dir, args, HEXVAULT_DATABASE_URL=url)
         try:
             median, worst = measure_publish(port, api_key, args.publishes)
         finally:
