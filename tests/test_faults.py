@@ -55,9 +55,15 @@ def test_kill_9_during_publishes_loses_no_acknowledged_release(runtime, config):
         stop = threading.Event()
         threads = [threading.Thread(target=publisher, args=(driver, stop)),
                    threading.Thread(target=reader, args=(driver, stop))]
+        before = len(acknowledged)
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.05, 0.4))
+        # Every life of the server acknowledges at least one publish before the random kill, so
+        # the run tests kills during publishing however slow the machine is (PostgreSQL, load).
+        deadline = time.monotonic() + 60
+        while len(acknowledged) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
         server.kill()
         stop.set()
         for t in threads:
