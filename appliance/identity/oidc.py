@@ -16,11 +16,16 @@ become the break-glass administrator.
 import secrets
 import threading
 import time
+import warnings
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
-from authlib.jose import JsonWebKey, jwt
-from authlib.jose.errors import JoseError
+with warnings.catch_warnings():
+    # Authlib 1.6 marks authlib.jose deprecated in favour of joserfc (still supported before
+    # Authlib 2.0); said once at import, it would be the server's first log line, outside the log format.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from authlib.jose import JsonWebKey, jwt
+    from authlib.jose.errors import JoseError
 
 from appliance import accounts, audit, identity
 from appliance.errors import HexvaultError, Unauthenticated
