@@ -213,10 +213,10 @@ def test_private_docs_are_sandboxed_and_need_membership(hv, web):
     assert web.get("/docs/acme/hello/0.1.0/../../../etc/passwd").status_code == 404
 
 
-def test_org_page_client_commands_name_urls_that_serve_the_repository(hv, web):
+def test_setup_page_client_commands_name_urls_that_serve_the_repository(hv, web):
     import html
 
-    page = web.get("/admin/orgs/acme").text
+    page = web.get("/admin/orgs/acme/setup").text
     block = html.unescape(re.search(r'<pre id="mix-hexpm-org">(.*?)</pre>', page, re.S).group(1))
     mirror = re.search(r"mix hex.repo set hexpm --url (\S+)\n", block)
     org_repo = re.search(r"mix hex.repo add hexpm:acme (\S+) --public-key acme.pem", block)
@@ -233,13 +233,13 @@ def test_org_page_client_commands_name_urls_that_serve_the_repository(hv, web):
     assert hv.http.get(f"{plain}/names", headers={"authorization": hv.repo_key}).status_code == 200
 
 
-def test_org_page_shows_the_rebar3_hex_commands_the_client_tests_run(hv, web):
+def test_setup_page_shows_the_rebar3_hex_commands_the_client_tests_run(hv, web):
     import html
 
     from appliance import clientsetup
     from appliance.models import SigningKey
 
-    page = web.get("/admin/orgs/acme").text
+    page = web.get("/admin/orgs/acme/setup").text
     signing = SigningKey.current()
     setup = clientsetup.for_org(hv.url, "acme", signing.public_pem, signing.fingerprint)
     for block_id, expected in (("rebar3-setup", setup.rebar3_config), ("rebar3-hex", setup.rebar3_hex_commands())):

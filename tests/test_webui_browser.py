@@ -84,8 +84,11 @@ def test_admin_journey_in_chromium(hv, browser):
     browser.find_element(By.CSS_SELECTOR, "form[action$='/admin/orgs'] input[name=name]").send_keys("widgets")
     submit(browser, "form[action$='/admin/orgs']")
     assert browser.find_element(By.TAG_NAME, "h1").text == "widgets"
-    assert "mix hex.repo add widgets" in browser.find_element(By.ID, "mix-setup").text
     shot(browser, "02-organization")
+    browser.find_element(By.ID, "tab-org_setup").click()
+    assert "mix hex.repo add widgets" in browser.find_element(By.ID, "mix-setup").text
+    shot(browser, "02b-organization-client-setup")
+    browser.find_element(By.ID, "tab-org_show").click()
 
     # create a key on it; the secret is shown once
     browser.find_element(By.CSS_SELECTOR, "form[action$='/keys'] input[name=name]").send_keys("deploy")

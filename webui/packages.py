@@ -1,4 +1,5 @@
-"""Package pages: search per organization, versions, requirements, checksums, README, retire."""
+"""Package pages: search per organization, versions, requirements and dependents, checksums, README,
+retire, and the tarball download for members."""
 
 import markdown_it
 import nh3
@@ -6,8 +7,9 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from markupsafe import Markup
 
-from appliance import orgs, packages, permissions
+from appliance import catalog, orgs, packages, permissions
 from appliance.routes.keyauth import runtime
+from appliance.routes.repository import serve_blob
 from webui import bp
 from webui.auth import actor
 from webui.views import principal, visible_org
@@ -30,8 +32,8 @@ def package_list(org_name):
     term = request.args.get("q") or None
     page = max(1, request.args.get("page", 1, type=int))
     found = packages.search([org], term, page=page, per_page=50)
-    rows = [(p, packages.latest_versions(packages.releases_of(p))) for p in found]
-    return render_template("webui/packages.html", org=org, rows=rows, term=term or "", page=page)
+    return render_template("webui/packages.html", org=org, rows=catalog.listing(found), term=term or "", page=page,
+                           is_admin=permissions.can(principal(), permissions.ADMIN, org, orgs.role_of))
 
 
 @bp.get("/orgs/<org_name>/packages/<name>")
@@ -42,11 +44,28 @@ def package_show(org_name, name, version=None):
     package = packages.get_package(org, name)
     releases = packages.releases_of(package)
     release = packages.get_release(org, name, version) if version else releases[0]
-    can_write = permissions.can(principal(), permissions.API_WRITE, org, orgs.role_of)
+
+    def may(action, of=org):
+        return permissions.can(principal(), action, of, orgs.role_of)
+
+    requirements = catalog.linked_requirements(org, release, may_read=lambda other: may(permissions.API_READ, other))
     return render_template("webui/package.html", org=org, package=package, releases=releases, release=release,
-                           requirements=packages.requirements_of(release), publisher=packages.publisher_of(release),
-                           readme=render_readme(release.readme), can_write=can_write,
+                           requirements=requirements, dependents=catalog.dependents(package),
+                           publisher=packages.publisher_of(release), readme=render_readme(release.readme),
+                           can_write=may(permissions.API_WRITE), can_download=may(permissions.READ_REPOSITORY),
                            reasons=packages.RETIREMENT_REASONS, base_url=runtime().config.external_url)
+
+
+@bp.get("/orgs/<org_name>/packages/<name>/<version>/download")
+@login_required
+def package_download(org_name, name, version):
+    """A release's tarball as mix and rebar3 fetch it, for a member who may read the repository."""
+    org = visible_org(org_name, permissions.READ_REPOSITORY)
+    release = packages.get_release(org, name, version)
+    response = serve_blob(packages.tarball_blob(runtime(), org, f"{release.package.name}-{release.version}.tar"),
+                          packages.TARBALL_CACHE)
+    response.headers["Content-Disposition"] = f'attachment; filename="{release.package.name}-{release.version}.tar"'
+    return response
 
 
 @bp.post("/orgs/<org_name>/packages/<name>/<version>/retire")

@@ -7,7 +7,7 @@ import functools
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
-from appliance import accounts, audit, clientsetup, keys, orgs, packages, permissions, registry_builder
+from appliance import accounts, audit, catalog, clientsetup, keys, orgs, packages, permissions, registry_builder
 from appliance.errors import Conflict, Forbidden, Invalid, NotFound
 from appliance.models import SigningKey
 from appliance.ops import disk
@@ -94,14 +94,25 @@ def org_show(org_name):
 
 
 def org_page(org, **form):
+    """Members and keys first: what an organization's administrators come here for."""
     is_admin = permissions.can(principal(), permissions.ADMIN, org, orgs.role_of)
     return render_template("webui/org.html", org=org, members=orgs.members(org), is_admin=is_admin,
                            org_keys=runtime().key_uses.overlay(keys.list_for(organization=org)) if is_admin else [],
-                           setup=client_setup(org), signing=SigningKey.current(),
-                           packages=packages.search([org], None, per_page=10), roles=("read", "write", "admin"),
+                           setup=client_setup(org),
+                           packages=catalog.listing(packages.search([org], None, per_page=10)),
+                           roles=("read", "write", "admin"),
                            grace_choices=forms.GRACE_CHOICES, package_count=orgs.package_count(org),
                            unbuildable=registry_builder.failing_packages(runtime(), org) if is_admin else {},
                            **form)
+
+
+@bp.get("/orgs/<org_name>/setup")
+@login_required
+def org_setup(org_name):
+    """The mix and rebar3 commands for this organization's repository, and the keys to trust."""
+    org = visible_org(org_name)
+    return render_template("webui/org_setup.html", org=org, setup=client_setup(org), signing=SigningKey.current(),
+                           is_admin=permissions.can(principal(), permissions.ADMIN, org, orgs.role_of))
 
 
 @bp.post("/orgs/<org_name>/delete")
