@@ -17,10 +17,12 @@ Development (--dev):
   Creates .venv in the repository, installs Hexvault into it (pip install -e .),
   initializes the data directory on first run (prints the generated admin password,
   the signing keys and the client set-up commands once), then serves on 127.0.0.1:PORT
-  in the foreground (Ctrl-C stops it).
+  in the foreground (Ctrl-C stops it). The port, data directory and URL go into
+  hexvault.toml in the repository (git ignores it): every .venv/bin/hexvault command run in
+  the checkout reads it, and a re-run takes the port and data directory from it.
 
-  --data-dir DIR      data directory (default: ./data in the repository)
-  --port PORT         port to serve on (default: 8000)
+  --data-dir DIR      data directory (default: hexvault.toml's, else ./data in the repository)
+  --port PORT         port to serve on (default: hexvault.toml's, else 8000)
   --admin NAME        admin user made on first run (default: admin)
   --admin-email ADDR  that admin's e-mail (mix hex.owner list shows owners by e-mail)
   --admin-full-name N that admin's full name (rebar3 hex user whoami shows it)
@@ -139,6 +141,7 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 
+PORT_GIVEN="$PORT"  # --dev takes the port from the checkout's hexvault.toml unless one is given
 case "$PORT" in
     "") PORT=8000 ;;
     *[!0-9]*) die "--port must be a number, got '$PORT'" ;;
@@ -199,8 +202,6 @@ dev_install() {
     fi
     [ -f "$SCRIPT_DIR/setup.cfg" ] || die "--dev needs the Hexvault source checkout ($SCRIPT_DIR has no setup.cfg)"
     local repo="$SCRIPT_DIR" venv="$SCRIPT_DIR/.venv"
-    DATA_DIR="$(abspath "${DATA_DIR:-$repo/data}")"
-    HOST="${HOST:-127.0.0.1}"
 
     if [ -x "$venv/bin/python" ] &&
         "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
@@ -229,16 +230,7 @@ dev_install() {
     fi
     [ -x "$venv/bin/hexvault" ] || die "pip did not install the hexvault command"
 
-    # The flags given here decide; a config file named by the caller's environment does not.
-    unset HEXVAULT_CONFIG
-    export HEXVAULT_DATA_DIR="$DATA_DIR" HEXVAULT_HOST="$HOST" HEXVAULT_PORT="$PORT"
-    if [ "$TLS" = self ]; then
-        have_nginx || die "--tls-self-signed needs Debian's nginx: sudo apt-get install nginx"
-        HTTPS_PORT="${HTTPS_PORT:-8443}" HTTP_PORT="${HTTP_PORT:-8080}"
-        BASE_URL="${BASE_URL:-https://localhost:$HTTPS_PORT}"
-        export HEXVAULT_TRUSTED_PROXY=true HEXVAULT_SECURE_COOKIES=true HEXVAULT_TLS_CA_FILE="$DATA_DIR/tls/ca.pem"
-    fi
-    if [ -n "$BASE_URL" ]; then export HEXVAULT_BASE_URL="$BASE_URL"; fi
+    dev_config "$venv/bin/python"
 
     if [ -e "$DATA_DIR/hexvault.db" ]; then
         say "$DATA_DIR is already initialized; keeping it"
@@ -262,11 +254,58 @@ dev_install() {
     fi
     if [ "$NO_SERVE" -eq 1 ]; then
         say "done. Start the server with:"
-        printf '  HEXVAULT_DATA_DIR=%q HEXVAULT_PORT=%q %q serve\n' "$DATA_DIR" "$PORT" "$venv/bin/hexvault" >&2
+        printf '  cd %q && .venv/bin/hexvault serve\n' "$SCRIPT_DIR" >&2
         return 0
     fi
     say "serving on http://$HOST:$PORT (Ctrl-C stops)"
     exec "$venv/bin/hexvault" serve
+}
+
+dev_setting() {  # dev_setting PYTHON KEY: KEY's value in the checkout's hexvault.toml (empty if unset)
+    "$1" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get(sys.argv[2], ""))' "$CONFIG_FILE" "$2" ||
+        die "cannot read $CONFIG_FILE (fix or remove it)"
+}
+
+dev_config() {  # the checkout's hexvault.toml: what this run and every later command in the checkout use
+    local python="$1" remembered
+    CONFIG_FILE="$SCRIPT_DIR/hexvault.toml"
+    if [ -f "$CONFIG_FILE" ]; then
+        # A re-run keeps the port and data directory the checkout already serves, unless given.
+        [ -n "$DATA_DIR" ] || DATA_DIR="$(dev_setting "$python" data_dir)"
+        [ -n "$HOST" ] || HOST="$(dev_setting "$python" host)"
+        if [ -z "$PORT_GIVEN" ]; then
+            remembered="$(dev_setting "$python" port)"
+            case "$remembered" in
+                "") ;;
+                *[!0-9]*) die "port in $CONFIG_FILE must be a number, got '$remembered'" ;;
+                *) PORT="$remembered" ;;
+            esac
+        fi
+    else
+        printf '%s\n' "# Hexvault development settings, written by install.sh --dev (git ignores this file)." \
+            "# Every .venv/bin/hexvault command run in this checkout reads it; a re-run of" \
+            "# install.sh --dev keeps data_dir, host and port unless given, and rewrites base_url" \
+            "# and the TLS front's settings from its options. Other settings added here are kept." >"$CONFIG_FILE"
+    fi
+    DATA_DIR="$(abspath "${DATA_DIR:-$SCRIPT_DIR/data}")"
+    HOST="${HOST:-127.0.0.1}"
+    local secure=false
+    if [ "$TLS" = self ]; then
+        have_nginx || die "--tls-self-signed needs Debian's nginx: sudo apt-get install nginx"
+        HTTPS_PORT="${HTTPS_PORT:-8443}" HTTP_PORT="${HTTP_PORT:-8080}"
+        BASE_URL="${BASE_URL:-https://localhost:$HTTPS_PORT}"
+        secure=true
+    fi
+    local tls_ca=""
+    [ "$TLS" != self ] || tls_ca="$DATA_DIR/tls/ca.pem"
+    set_config "$python" data_dir "$(toml_string "$DATA_DIR")" host "$(toml_string "$HOST")" port "$PORT" \
+        base_url "$(toml_string "$BASE_URL")" secure_cookies "$secure" trusted_proxy "$secure" \
+        tls_ca_file "$(toml_string "$tls_ca")"
+    say "settings in $CONFIG_FILE (port $PORT, data $DATA_DIR)"
+    # That file alone decides, for this run as for later commands in the checkout.
+    unset HEXVAULT_DATA_DIR HEXVAULT_HOST HEXVAULT_PORT HEXVAULT_BASE_URL HEXVAULT_SECURE_COOKIES \
+        HEXVAULT_TRUSTED_PROXY HEXVAULT_TLS_CA_FILE
+    export HEXVAULT_CONFIG="$CONFIG_FILE"
 }
 
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
@@ -283,8 +322,7 @@ dev_front() {  # --dev --tls-self-signed: nginx in the foreground's shadow, in D
     if [ "$(id -u)" -eq 0 ]; then sed -i '1i user root root;' "$front/nginx.conf"; fi
     local run_nginx run_serve
     run_nginx="$(printf '%q -c %q -p %q -e stderr' "$(nginx_bin)" "$front/nginx.conf" "$front")"
-    run_serve="$(printf 'HEXVAULT_DATA_DIR=%q HEXVAULT_PORT=%q HEXVAULT_BASE_URL=%q HEXVAULT_TRUSTED_PROXY=true HEXVAULT_SECURE_COOKIES=true HEXVAULT_TLS_CA_FILE=%q %q serve' \
-        "$DATA_DIR" "$PORT" "$BASE_URL" "$DATA_DIR/tls/ca.pem" "$venv/bin/hexvault")"
+    run_serve="$(printf 'cd %q && .venv/bin/hexvault serve' "$SCRIPT_DIR")"
     if [ "$NO_SERVE" -eq 1 ]; then
         say "done. Start the front and the server with:"
         printf '  %s &\n  %s\n' "$run_nginx" "$run_serve" >&2

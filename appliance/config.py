@@ -1,8 +1,12 @@
 """Hexvault settings: one table, one file, ``HEXVAULT_*`` environment variables.
 
-Precedence, lowest first: the default in ``SETTINGS``, the TOML config file (``--config`` or
-``HEXVAULT_CONFIG``), then ``HEXVAULT_<NAME>`` environment variables. An unknown key or a value
-that does not parse stops start-up with the setting's name.
+Precedence, lowest first: the default in ``SETTINGS``, the TOML config file, then
+``HEXVAULT_<NAME>`` environment variables. An unknown key or a value that does not parse stops
+start-up with the setting's name. The ``hexvault`` command finds the file with
+``find_config_file``: ``--config``, else ``HEXVAULT_CONFIG`` (set but empty: no file), else
+``hexvault.toml`` in the current directory or its nearest parent holding one (the file
+``install.sh --dev`` writes into the checkout). ``load_config`` itself never searches, so an
+application built by ``create_app()`` reads only what it is told.
 
 To add a setting: add one ``Setting`` row below (name, default, parser, help), read it as
 ``config.<name>`` where it is needed, and document it in README.md (tests/test_config.py checks
@@ -378,6 +382,27 @@ def _parse(setting, value, origin):
         return setting.parse(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {setting.name} from {origin}: {exc}") from None
+
+
+CONFIG_FILE_NAME = "hexvault.toml"
+
+
+def find_config_file(environ=None, cwd=None):
+    """The config file a ``hexvault`` command reads when no ``--config`` is given, or None.
+
+    ``HEXVAULT_CONFIG`` names it (set but empty: no file at all); else the nearest
+    ``hexvault.toml`` in ``cwd`` or a parent directory, as pytest and ruff find theirs, so a
+    command run anywhere in a development checkout uses the port and data directory
+    ``install.sh --dev`` wrote there.
+    """
+    environ = os.environ if environ is None else environ
+    if "HEXVAULT_CONFIG" in environ:
+        return environ["HEXVAULT_CONFIG"] or None
+    here = Path(cwd or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE_NAME).is_file():
+            return str(folder / CONFIG_FILE_NAME)
+    return None
 
 
 def load_config(path=None, environ=None, **overrides):

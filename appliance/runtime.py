@@ -130,9 +130,9 @@ def not_initialized_message(config):
     likely than a missing installation, and a second `init` would make a second, empty one."""
     where = config.data_path
     state = "does not exist" if not where.exists() else "holds no Hexvault database"
+    config_file = config.source or "a config file (--config, HEXVAULT_CONFIG or ./hexvault.toml)"
     return (f"data directory {where} is not initialized ({state}); if Hexvault lives elsewhere, set data_dir "
-            "in the config file (--config or HEXVAULT_CONFIG) or HEXVAULT_DATA_DIR; to set up a new one here, "
-            "run `hexvault init`")
+            f"in {config_file} or HEXVAULT_DATA_DIR; to set up a new one here, run `hexvault init`")
 
 
 def open_database(config):

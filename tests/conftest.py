@@ -27,6 +27,10 @@ from tests.fake_hexpm import FakeHexpm
 from tests.mixclient import Installs
 from tests.pgcluster import PostgresCluster
 
+# No test reads a config file it was not given: not the developer's HEXVAULT_CONFIG, and not
+# the hexvault.toml that `install.sh --dev` writes into this checkout (set but empty: no file).
+os.environ["HEXVAULT_CONFIG"] = ""
+
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
 BACKEND = os.environ.get("HEXVAULT_TEST_DATABASE", "sqlite")
 assert BACKEND in ("sqlite", "postgresql"), f"HEXVAULT_TEST_DATABASE={BACKEND!r}"

@@ -1,8 +1,11 @@
 """install.sh as a company admin runs it: a production install from a wheelhouse with no network,
-then the installed service serving as its own system user, then a re-run that upgrades in place.
+then the installed service serving as its own system user, then a re-run that upgrades in place;
+and as a developer runs it: `--dev` in a checkout, whose CLI then finds the port and data
+directory that install wrote.
 
-Needs root (it creates a system user), as on a real server; scripts/test.sh runs as root in CI.
-The wheelhouse is built by scripts/wheelhouse.sh, which needs PyPI (or pip's cache).
+The production tests need root (they create a system user), as on a real server; scripts/test.sh
+runs as root in CI. The wheelhouse is built by scripts/wheelhouse.sh, which needs PyPI (or pip's
+cache).
 """
 
 import os
@@ -25,7 +28,7 @@ from tests.procserver import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh's production mode creates a system user: run as root")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh's production mode creates a system user: run as root")
 
 
 def offline_prefix():
@@ -61,6 +64,7 @@ def service_user():
     subprocess.run(["groupdel", name], capture_output=True)
 
 
+@needs_root
 def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place(wheelhouse, service_user,
                                                                                   server_root):
     port = free_port()
@@ -158,6 +162,7 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
         stop(proc)
 
 
+@needs_root
 def test_tls_self_signed_install_puts_nginx_in_front(wheelhouse, service_user, server_root):
     """--tls-self-signed: a local CA, an nginx site, Hexvault on 127.0.0.1 behind it, nginx's
     workers reading blobs but nothing else, and a re-run that renews the certificate."""
@@ -264,3 +269,61 @@ def test_tls_self_signed_install_puts_nginx_in_front(wheelhouse, service_user, s
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         proc.stderr.close()
+
+
+def test_a_dev_checkout_remembers_its_port_and_data_directory(wheelhouse, tmp_path):
+    """`install.sh --dev --port P --data-dir D` writes hexvault.toml into the checkout: the CLI run
+    there (or below it) with no HEXVAULT_* variable prints client commands with port P, `serve`
+    serves D on P, and a re-run without the options keeps both."""
+    checkout = tmp_path / "checkout"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (REPO / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, checkout / name)
+    port, data = free_port(), tmp_path / "dev-data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEXVAULT_")}
+
+    def install(*options):
+        done = subprocess.run(["bash", str(checkout / "install.sh"), "--dev", "--no-serve", "--wheelhouse", str(wheelhouse),
+                               *options], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        return done
+
+    first = install("--port", str(port), "--data-dir", str(data))
+    assert f"mix hex.repo add acme http://127.0.0.1:{port}/repos/acme" in first.stdout
+    assert f"cd {checkout} && .venv/bin/hexvault serve" in first.stderr
+    hexvault = checkout / ".venv" / "bin" / "hexvault"
+    for cwd in (checkout, checkout / "docs"):
+        setup = subprocess.run([str(hexvault), "org", "client-setup", "acme"], cwd=cwd, env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert setup.returncode == 0, setup.stderr
+        assert f"mix hex.repo add acme http://127.0.0.1:{port}/repos/acme" in setup.stdout
+        assert ":8000" not in setup.stdout
+
+    server = subprocess.Popen([str(hexvault), "serve"], cwd=checkout, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/repos/acme/public_key", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, f"the checkout's server does not answer on port {port}"
+            time.sleep(0.1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        server.stderr.close()
+
+    again = install()
+    assert f"{data} is already initialized; keeping it" in again.stderr
+    shown = subprocess.run([str(hexvault), "show-config"], cwd=checkout, env=env, capture_output=True, text=True,
+                           timeout=60).stdout
+    assert f"# config file: {checkout / 'hexvault.toml'}" in shown
+    assert f"port = {port}" in shown and f"data_dir = '{data}'" in shown
+    # The file holds this machine's paths: git must never offer to commit it.
+    assert subprocess.run(["git", "check-ignore", "-q", "hexvault.toml"], cwd=REPO).returncode == 0

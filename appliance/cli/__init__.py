@@ -1,7 +1,8 @@
 """The ``hexvault`` command: init, serve, and administration of organizations, users and keys.
 
-Every command reads the config from ``--config``/``HEXVAULT_CONFIG`` plus ``HEXVAULT_*``
-variables. Failures print one ``error:`` line and exit 1.
+Every command reads the config from ``--config``, ``HEXVAULT_CONFIG`` or the nearest
+``hexvault.toml`` (appliance.config.find_config_file), plus ``HEXVAULT_*`` variables. Failures
+print one ``error:`` line and exit 1.
 
 One module per command group; ``group.py`` holds the ``hexvault`` group itself, ``fail`` and the
 ``command`` decorator (opens the runtime and the database, turns HexvaultError into one line).

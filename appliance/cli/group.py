@@ -7,7 +7,7 @@ import sys
 import click
 
 from appliance import __version__
-from appliance.config import load_config
+from appliance.config import find_config_file, load_config
 from appliance.db import database
 from appliance.errors import HexvaultError
 
@@ -22,7 +22,7 @@ class Context:
     def config(self):
         if self._config is None:
             try:
-                self._config = load_config(self.config_path)
+                self._config = load_config(self.config_path or find_config_file())
             except HexvaultError as exc:  # a bad file or HEXVAULT_* value: one line, no traceback
                 fail(exc.message)
         return self._config
@@ -65,7 +65,8 @@ def command(group, *args, **kwargs):
 @click.group()
 @click.version_option(__version__, prog_name="hexvault")
 @click.option("--config", "config_path", envvar="HEXVAULT_CONFIG", type=click.Path(dir_okay=False),
-              help="TOML config file (env HEXVAULT_CONFIG).")
+              help="TOML config file (env HEXVAULT_CONFIG); without either, the nearest hexvault.toml in "
+                   "this directory or a parent.")
 @click.pass_context
 def main(click_ctx, config_path):
     """Hexvault: a private Hex package registry for mix and rebar3."""

@@ -109,7 +109,9 @@ def serve(ctx, host, port, workers):
 @main.command("show-config")
 @click.pass_obj
 def show_config(ctx):
-    """Print the effective settings."""
+    """Print the config file read and the effective settings."""
+    source = ctx.config.source
+    click.echo(f"# config file: {source}" if source else "# config file: none (defaults and HEXVAULT_* variables)")
     for name, value in describe(ctx.config):
         click.echo(f"{name} = {value!r}")
 
