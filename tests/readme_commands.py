@@ -7,7 +7,10 @@ commands come from appliance/clientsetup.py, which the tests call directly.
 """
 
 import re
+import shlex
 from pathlib import Path
+
+import click
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 EXAMPLE_URLS = ("http://hex.corp:8000", "https://hex.corp")  # the README's server, without and with TLS
@@ -79,3 +82,68 @@ def command(line, *, url, repo_key=None, api_key=None, fingerprint=None, package
             assert value, f"{placeholder} needs a value"
             filled = re.sub(pattern, value, filled)
     return filled
+
+
+def sh_lines(text=None):
+    """Every command line of the README's ```sh blocks, comments dropped."""
+    text = README.read_text() if text is None else text
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def hexvault_lines(text=None):
+    """(line, arguments) for every README line that runs the hexvault CLI, directly, through
+    sudo or from a checkout's .venv; environment assignments and a redirection are dropped."""
+    found = []
+    for line in sh_lines(text):
+        words = shlex.split(line)
+        while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+            words.pop(0)
+        if words[:1] == ["sudo"]:
+            words = words[3:] if words[1:2] == ["-u"] else words[1:]
+        if words and (words[0] == "hexvault" or words[0].endswith("/bin/hexvault")):
+            args = words[1:]
+            if ">" in args:
+                args = args[:args.index(">")]
+            found.append((line, args))
+    return found
+
+
+def parse_cli(args):
+    """Parse ``hexvault ARGS`` down to its subcommand as click would, without running anything;
+    a click.UsageError if the CLI refuses them."""
+    from appliance.cli import main
+
+    command, context = main, main.make_context("hexvault", list(args))
+    while isinstance(command, click.Group):
+        name, command, rest = command.resolve_command(context, context._protected_args + context.args)
+        context = command.make_context(name, rest, parent=context)
+    return command
+
+
+def _slug(heading):
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path):
+    text = re.sub(r"```.*?```", "", Path(path).read_text(), flags=re.S)
+    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def local_links():
+    """(document, target file, anchor or None) for every relative link of the README and docs/."""
+    links = []
+    for doc in [README, *sorted((README.parent / "docs").glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for href in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", href):
+                continue
+            path, _, anchor = href.partition("#")
+            links.append((doc, (doc.parent / path).resolve() if path else doc, anchor or None))
+    return links
