@@ -8,7 +8,7 @@ from appliance.models import SigningKey
 ETF = "application/vnd.hex+erlang"
 
 
-def erlang_package(name="hello", version="0.1.0", requirements=(), module_body=None, **meta):
+def erlang_package(name="hello", version="0.1.0", requirements=(), module_body=None, readme=None, **meta):
     """A valid rebar3-style package tarball for an OTP application ``name``."""
     module_body = module_body or f'greet() -> <<"hello from {name} {version}">>.\n'
     files = {
@@ -17,7 +17,7 @@ def erlang_package(name="hello", version="0.1.0", requirements=(), module_body=N
             f"{{registered, []}}, {{applications, [kernel, stdlib]}}, {{env, []}}]}}.\n").encode(),
         f"src/{name}.erl": (f"-module({name}).\n-export([greet/0]).\n" + module_body).encode(),
         "rebar.config": b"{erl_opts, [debug_info]}.\n",
-        "README.md": f"# {name}\n\nA **test** package.\n".encode(),
+        "README.md": (readme or f"# {name}\n\nA **test** package.\n").encode(),
     }
     metadata = {
         "name": name, "version": version, "app": name, "description": f"{name} test package",
