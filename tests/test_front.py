@@ -18,6 +18,7 @@ from tests.conftest import LiveServer, make_world
 from tests.driver import Driver, erlang_package
 from tests.nginxfront import NGINX, NginxFront, free_port, make_tls, share_blobs_with_service, world_dir
 from tests.rebar3 import REBAR3, rebar3_compile, run_erlang
+from tests.webclient import WebSession
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (scripts/test.sh installs it)")
 
@@ -127,6 +128,19 @@ def test_hexvault_hands_tarballs_and_docs_to_the_front_by_path(fronted):
     assert "X-Accel-Redirect" not in direct.repo("packages/hello", headers=asked).headers
     # not asked: the bytes themselves
     assert direct.repo("tarballs/hello-1.0.0.tar").content == data
+
+
+def test_a_member_downloads_a_tarball_from_the_package_page_through_the_front(fronted):
+    """The web UI's download is handed to nginx by path like a client's, its file name kept."""
+    data = erlang_package("hello", "1.0.0")
+    assert fronted.hv.publish(data).status_code == 201
+    web = WebSession(fronted.front.url)
+    web.http.verify, web.http.trust_env = fronted.tls.ca_cert, False
+    assert web.login().status_code == 200
+    response = web.get("/admin/orgs/acme/packages/hello/1.0.0/download")
+    assert response.status_code == 200 and response.content == data
+    assert response.headers["Content-Disposition"] == 'attachment; filename="hello-1.0.0.tar"'
+    assert response.headers["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
 
 
 def test_a_key_revoked_one_request_earlier_gets_no_bytes_from_the_front(fronted):
