@@ -24,6 +24,21 @@ class MergeSlashes:
         return self.app(environ, start_response)
 
 
+class OneGenerationPerRequest:
+    """Each request reads the database's change counter once (db.request_scope): on PostgreSQL
+    that is a query, which the memoized lookups of one request would otherwise repeat."""
+
+    def __init__(self, app):
+        from appliance.db import request_scope
+
+        self.app = app
+        self._scope = request_scope
+
+    def __call__(self, environ, start_response):
+        with self._scope():
+            return self.app(environ, start_response)
+
+
 def create_app(config=None, runtime=None):
     from flask import Flask, redirect, url_for
 
@@ -59,8 +74,8 @@ def create_app(config=None, runtime=None):
         PERMANENT_SESSION_LIFETIME=sessions.LIFETIME,
     )
     app.extensions["hexvault"] = runtime
-    app.wsgi_app = MergeSlashes(edge.RequestObserver(RepositoryFastPath(app.wsgi_app, runtime),
-                                                     access_log=config.access_log))
+    app.wsgi_app = OneGenerationPerRequest(MergeSlashes(edge.RequestObserver(
+        RepositoryFastPath(app.wsgi_app, runtime), access_log=config.access_log)))
 
     @app.before_request
     def _connect():

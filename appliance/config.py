@@ -220,6 +220,9 @@ SETTINGS = (
     Setting("gc_grace_seconds", 3600, _int,
             "`hexvault gc` leaves unreferenced blobs younger than this alone (a publish in flight stores its "
             "tarball before it commits), in seconds."),
+    Setting("pending_build_sweep", 10.0, _float,
+            "Seconds between looks, by one process among all workers and nodes, for registry builds a stopped "
+            "process left unfinished; found twice in a row, they are finished."),
     Setting("webhook_timeout", 10.0, _float,
             "Seconds a webhook receiver gets to accept the connection, and again to answer, before the attempt "
             "counts as failed."),
@@ -301,6 +304,7 @@ class Config:
     mirror_public_key: str
     tls_ca_file: str
     gc_grace_seconds: int
+    pending_build_sweep: float
     webhook_timeout: float
     webhook_retry_seconds: float
     webhook_retry_max_seconds: float

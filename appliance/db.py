@@ -11,6 +11,11 @@ names one. Domain code never asks which: it uses ``database``, ``write_tx``, ``l
   PostgreSQL: a session advisory lock, which also holds between nodes.
 - ``try_lock(name)``: the same without waiting, held until released or the process dies, for
   work exactly one process may do (the drop-folder watcher).
+- ``generation()``: a number every committed write moves, which in-memory caches compare on
+  every request. SQLite: a counter in a file every process on the machine maps into memory.
+  PostgreSQL: a row in the database, moved inside each write transaction, so every node sees a
+  change with the commit that made it (a key revoked on one node is refused by all on their next
+  request).
 """
 
 import contextlib
@@ -51,7 +56,7 @@ PG_LOCK_NOT_AVAILABLE, PG_DISK_FULL = "55P03", "53100"
 
 WRITE_LOCK = "write"
 
-_generation = None  # the _Generation of the bound database
+_generation = None  # the _FileGeneration or _DatabaseGeneration of the bound database
 _backend = None  # the _Sqlite or _Postgresql behind the bound database
 
 
@@ -82,7 +87,11 @@ def init_database(target, state_dir=None, busy_timeout_ms=SQLITE_PRAGMAS["busy_t
         _backend = _Sqlite(Path(target), busy_timeout_ms)
         state = Path(state_dir) if state_dir is not None else Path(target).parent
     database.initialize(_backend.db)
-    _generation = _Generation(str(state / "hexvault.db.generation"))
+    if is_postgresql_url(target):
+        _generation = _DatabaseGeneration(_backend.db)
+    else:
+        _generation = _FileGeneration(str(state / "hexvault.db.generation"))
+    _backend.generation = _generation
     _backend.lock_dir = state / "locks"
     return database
 
@@ -138,7 +147,7 @@ def write_tx():
         raise
     try:
         if database.transaction_depth() == 0:
-            bump_generation()
+            _generation.after_commit()
     finally:
         events.transaction_committed()
 
@@ -151,7 +160,7 @@ def _driver_error(exc):
 def write_lock_tx():
     """A write transaction that does not bump the generation: for writes no cache depends on
     (deleting blobs nothing references)."""
-    return _backend.write_atomic()
+    return _backend.write_atomic(bump=False)
 
 
 def snapshot_tx():
@@ -211,8 +220,13 @@ def _lock_id(name):
 
 
 class _Held:
-    def __init__(self, release):
+    def __init__(self, release, alive=lambda: True):
         self._release = release
+        self._alive = alive
+
+    def alive(self):
+        """Whether the lock is surely still held (False once its PostgreSQL session is gone)."""
+        return self._release is not None and self._alive()
 
     def release(self):
         if self._release is not None:
@@ -239,7 +253,7 @@ class _Sqlite:
             return InsufficientStorage()
         return None
 
-    def write_atomic(self):
+    def write_atomic(self, bump=True):
         # A deferred transaction that reads first and writes later can fail with "database is
         # locked" when another writer got in between; IMMEDIATE waits (busy_timeout) instead.
         return self.db.atomic("IMMEDIATE")
@@ -316,13 +330,17 @@ class _Postgresql:
         self.db.close_all()
 
     @contextlib.contextmanager
-    def write_atomic(self):
+    def write_atomic(self, bump=True):
         with self.db.atomic() as tx:
-            if self.db.transaction_depth() == 1:
+            outermost = self.db.transaction_depth() == 1
+            if outermost:
                 # Waiting for the write lock is bounded as SQLite's busy_timeout bounds it.
                 self.db.execute_sql(f"SET LOCAL lock_timeout = {self.busy_timeout_ms}")
                 self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_lock_id(WRITE_LOCK),))
             yield tx
+            if outermost and bump:
+                # Under the write lock already held, so it costs no extra waiting.
+                self.generation.bump_in_transaction()
 
     @staticmethod
     def refusal(exc):
@@ -375,11 +393,36 @@ class _Postgresql:
         # A connection of its own: the lock lives as long as the session, whatever the
         # request threads do with theirs; it goes with the process (or node) that holds it.
         # Named, so pg_stat_activity shows which process holds it.
-        conn = psycopg.connect(self.url, autocommit=True, application_name=f"hexvault {name} pid {os.getpid()}")
-        if conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_id(name),)).fetchone()[0]:
-            return _Held(conn.close)
+        conn = psycopg.connect(self.url, autocommit=True, application_name=f"hexvault {name} pid {os.getpid()}",
+                               connect_timeout=10, **LOCK_SESSION_TCP)
+        try:
+            # The server ends (and so unlocks) a session whose node went silent after about
+            # idle + interval * count seconds; the holder, probing every few seconds with a bounded
+            # wait (tcp_user_timeout), has given the work up before then.
+            for setting, value in LOCK_SESSION_SERVER.items():
+                conn.execute(f"SET {setting} = {int(value)}")
+            if conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_id(name),)).fetchone()[0]:
+                return _Held(conn.close, lambda: _answers(conn))
+        except BaseException:
+            conn.close()
+            raise
         conn.close()
         return None
+
+
+# Keepalives of the connections that hold try_lock's session locks (libpq parameters; a unix
+# socket ignores them).
+LOCK_SESSION_TCP = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+                        tcp_user_timeout=10_000)
+LOCK_SESSION_SERVER = dict(tcp_keepalives_idle=10, tcp_keepalives_interval=5, tcp_keepalives_count=3)
+
+
+def _answers(conn):
+    try:
+        conn.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
 
 
 def _pg_tool(name, *args):
@@ -393,23 +436,41 @@ def _pg_tool(name, *args):
 
 
 def generation():
-    """A number that changes after every committed write, in any process using this database.
+    """A number that changes after every committed write, in any process (and, on PostgreSQL,
+    any node) using this database.
 
     Caches of authentication data compare it on every request (see lookupcache.py), so reading it
-    must be nearly free: it is a counter in a small file that every process maps into memory.
-    """
+    must be cheap: on SQLite a memory access, on PostgreSQL one small query per request (see
+    ``new_request``)."""
     return _generation.read() if _generation is not None else 0
 
 
+@contextlib.contextmanager
+def request_scope():
+    """Around the handling of one HTTP request: PostgreSQL's generation is read at most once in
+    it. Outside any scope every read asks the database, so a path that forgets the scope is
+    slower, never stale."""
+    if _generation is None:
+        yield
+        return
+    _generation.enter_request()
+    try:
+        yield
+    finally:
+        _generation.leave_request()
+
+
 def bump_generation():
+    """Move the generation outside any write transaction (after migrations)."""
     if _generation is not None:
         _generation.bump()
 
 
-class _Generation:
+class _FileGeneration:
     """An 8-byte counter in a file, shared through mmap: a read is a memory access (no system
     call), and a bump by any process is seen by every other at once. Bumps take an flock so two
-    processes never write the same value."""
+    processes never write the same value. One machine only: a mapped file does not carry changes
+    between machines, even on a shared file system."""
 
     SIZE = 8
 
@@ -434,8 +495,63 @@ class _Generation:
     def read(self):
         return int.from_bytes(self._mapped()[:self.SIZE], "little")
 
+    def enter_request(self):
+        pass
+
+    def leave_request(self):
+        pass
+
+    def bump_in_transaction(self):
+        pass  # SQLite's counter moves after the commit: the file is not part of the transaction
+
+    def after_commit(self):
+        self.bump()
+
     def bump(self):
         counter = self._mapped()
         with self._lock, open(self._path, "rb") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             counter[:self.SIZE] = (int.from_bytes(counter[:self.SIZE], "little") + 1).to_bytes(self.SIZE, "little")
+
+
+class _DatabaseGeneration:
+    """The ``meta`` row ``generation``, moved inside every write transaction: it commits (and
+    becomes visible to every node) together with the change it announces. A reader reads it before
+    the data it caches, so a cache is never labelled newer than what it holds.
+
+    Read once per request (``request_scope``); outside requests (background work, the CLI) it is
+    read every time."""
+
+    _READ = "SELECT value FROM meta WHERE key = 'generation'"
+    _BUMP = ("INSERT INTO meta (key, value) VALUES ('generation', '1') ON CONFLICT (key) "
+             "DO UPDATE SET value = (CAST(meta.value AS BIGINT) + 1)::text")
+
+    def __init__(self, db):
+        self._db = db
+        self._request = threading.local()
+
+    def enter_request(self):
+        self._request.active, self._request.value = True, None
+
+    def leave_request(self):
+        self._request.active, self._request.value = False, None
+
+    def read(self):
+        request = self._request
+        if getattr(request, "value", None) is not None:
+            return request.value
+        row = self._db.execute_sql(self._READ).fetchone()
+        value = int(row[0]) if row else 0
+        if getattr(request, "active", False):
+            request.value = value
+        return value
+
+    def bump_in_transaction(self):
+        self._db.execute_sql(self._BUMP)
+
+    def after_commit(self):
+        pass  # moved by the transaction itself
+
+    def bump(self):
+        with self._db.atomic():
+            self.bump_in_transaction()

@@ -4,7 +4,7 @@ Every repository GET needs the key behind a secret (or an access token), the org
 for user keys the user's role; a tarball GET also needs the release's checksum. Those change
 rarely, so they are kept in memory and the whole cache is thrown away whenever
 ``db.generation()`` moves, which every committed write_tx() does, in this process or any other
-(the CLI). The generation is read before the database, so a revoked key, a removed member or a
+(the CLI, another worker, on PostgreSQL another node). The generation is read before the database, so a revoked key, a removed member or a
 disabled user is refused on the very next request. Time-based expiry (rotation grace periods,
 token lifetimes) is checked on every use, not cached.
 """

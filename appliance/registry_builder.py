@@ -248,10 +248,13 @@ def warm_index(rt, org):
         build_index(org, private_key, rt.index_cache.setdefault(org.id, {}))
 
 
-def repair_pending(rt):
-    """At start-up: finish the builds a crash interrupted. Returns ({org: touched}, {org: {name:
-    reason}}) and never raises for one organization: the server must start whatever one holds."""
-    org_ids = {p.organization_id for p in PendingBuild.select(PendingBuild.organization)}
+def repair_pending(rt, only=None):
+    """At start-up: finish the builds a crash interrupted. Returns ([org names touched], {org:
+    {name: reason}}) and never raises for one organization: the server must start whatever one
+    holds. ``only``: a set of PendingBuild ids; then only organizations with one of those rows
+    still pending are rebuilt (see ``pending_rows``)."""
+    rows = PendingBuild.select(PendingBuild.id, PendingBuild.organization)
+    org_ids = {p.organization_id for p in rows if only is None or p.id in only}
     touched, failed = [], {}
     for org in Organization.select().where(Organization.id.in_(list(org_ids))):
         try:
@@ -263,6 +266,15 @@ def repair_pending(rt):
         if problems:
             failed[org.name] = problems
     return touched, failed
+
+
+def pending_rows():
+    """{PendingBuild id: (organization name, package name)} of every pending row now: a row still
+    there at a later look was left by a build that did not finish (a publish builds right after
+    its commit)."""
+    rows = (PendingBuild.select(PendingBuild.id, Organization.name, PendingBuild.package_name)
+            .join(Organization).tuples())
+    return {row_id: (org_name, name) for row_id, org_name, name in rows}
 
 
 def failing_packages(rt, org):

@@ -4,10 +4,9 @@
 process exists: crash recovery and warm caches, inherited by every fork) and ``start`` (in each
 worker process), so tests and tools can build apps freely.
 
-Background work that must run in one process only, whatever ``workers`` says (the drop-folder
-watcher), runs under ``Singleton``: every worker tries a named ``db.try_lock``, the one holding
-it does the work, and when that process dies another takes the lock over within
-``Singleton.retry_seconds``.
+Background work that must run in one process only, whatever ``workers`` says and however many
+nodes share the database (the drop-folder watcher, the sweep of pending builds), runs under
+``singletons.Singleton``.
 """
 
 import logging
@@ -15,6 +14,7 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 import threading
 
 import waitress
@@ -22,10 +22,11 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
-from appliance import db, importer, keyuse, registry_builder
+from appliance import importer, keyuse, registry_builder
 from appliance.db import database
 from appliance.models import Organization
 from appliance.ops import delivery
+from appliance.singletons import PendingBuildSweeper, Singleton
 from appliance.protocol.names import shown
 
 log = logging.getLogger("hexvault")
@@ -42,19 +43,19 @@ class Background:
 
 def prepare_metrics(config, workers):
     """Run before the app is built and workers start: with several worker processes, point
-    prometheus-client's multi-process mode at DATA/metrics (emptied of an earlier run's files),
-    so a scrape of any worker reports them all (ops/metrics.py). Returns that directory, or None
-    for one process. A PROMETHEUS_MULTIPROC_DIR set by the operator is used as it is."""
+    prometheus-client's multi-process mode at a new private directory of this machine, so a
+    scrape of any worker reports them all (ops/metrics.py). Local, not under the data directory:
+    nodes sharing that directory have workers of their own (and may reuse each other's PIDs).
+    Returns the directory (the caller removes it when serving ends), or None for one process.
+    A PROMETHEUS_MULTIPROC_DIR set by the operator is used as it is (and kept)."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         return os.environ["PROMETHEUS_MULTIPROC_DIR"]
     if workers <= 1:
         return None
-    path = config.data_path / "metrics"
-    path.mkdir(mode=0o750, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    return str(path)
+    # systemd's RuntimeDirectory= when the unit has one; else the (private, with PrivateTmp=) /tmp.
+    path = tempfile.mkdtemp(prefix="hexvault-metrics-", dir=os.environ.get("RUNTIME_DIRECTORY"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def recover(rt):
@@ -90,45 +91,6 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
 
-class Singleton:
-    """Runs ``start()`` (which returns a stop function) in exactly one process among those that
-    share the database: whichever first holds the lock ``name``; the others retry."""
-
-    retry_seconds = 2.0
-
-    def __init__(self, name, start):
-        self.name = name
-        self._start = start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"hexvault-{name}-leader", daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def _run(self):
-        held = None
-        while held is None and not self._stop.is_set():
-            try:
-                held = db.try_lock(self.name)
-            except Exception as exc:  # the database may be briefly away; keep trying
-                log.warning("cannot take the %s lock: %s", self.name, exc)
-            if held is None:
-                self._stop.wait(self.retry_seconds)
-        if held is None:
-            return
-        try:
-            stop = self._start()
-            self._stop.wait()
-            stop()
-        finally:
-            held.release()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-
 def prepare(rt):
     """Once per start of `hexvault serve`, before any worker exists (what it sets up, the forks
     inherit)."""
@@ -140,12 +102,14 @@ def prepare(rt):
 def start(rt):
     """The background work of one worker process. Webhook deliveries run in every worker (each
     delivery is leased in the database), each worker flushes its own key uses, and the
-    drop-folder watcher runs in one."""
+    drop-folder watcher and the pending-build sweep run in one process among all nodes."""
     stop_on_sigterm()
     watcher = Singleton("drop-folder", lambda: importer.DropFolderWatcher(rt).start().stop).start()
+    sweeper = Singleton("pending-builds",
+                        lambda: PendingBuildSweeper(rt, rt.config.pending_build_sweep).start().stop).start()
     webhooks = delivery.DeliveryWorker(rt).start()
     flusher = keyuse.Flusher(rt.key_uses, rt.grant_uses).start()
-    return Background([watcher.stop, webhooks.stop, flusher.stop])
+    return Background([watcher.stop, sweeper.stop, webhooks.stop, flusher.stop])
 
 
 class _KeepAliveTask(WSGITask):

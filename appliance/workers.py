@@ -10,8 +10,8 @@ or SIGINT, passes SIGTERM on to every worker (which finishes its requests in fli
 for all of them.
 
 What stays correct across workers lives outside any one process: the database, the generation
-counter (appliance.db, a shared memory map: a key revoked by any process is refused by every
-worker on its next request) and the drop-folder watcher (``serving.Singleton``: one worker).
+counter (appliance.db: a key revoked by any process is refused by every worker on its next
+request) and the work only one process may do (``appliance.singletons``).
 """
 
 import logging

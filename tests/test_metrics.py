@@ -205,29 +205,35 @@ def test_several_processes_report_one_sum_through_a_shared_directory(hv, tmp_pat
             server.stop()
 
 
-def test_with_several_workers_the_shared_directory_is_under_the_data_dir(config, tmp_path):
-    """serving.prepare_metrics, as `hexvault serve` will call it once it starts workers: run in a
-    fresh interpreter, because prometheus_client picks its mode when first imported."""
-    stale = config.data_path / "metrics" / "counter_999.db"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"left by an earlier run")
+def test_with_several_workers_the_metrics_directory_is_private_to_this_machine_and_run(config, tmp_path):
+    """serving.prepare_metrics, as `hexvault serve` calls it before it starts workers: run in a
+    fresh interpreter, because prometheus_client picks its mode when first imported. Nodes may
+    share the data directory, so the workers' files go to a new directory of this machine's own
+    (systemd's RuntimeDirectory when given), never under the data directory."""
+    runtime_dir = tmp_path / "run"
+    runtime_dir.mkdir()
     program = textwrap.dedent(f"""
         import json, os
         from appliance import serving
         from appliance.config import load_config
         config = load_config(environ={{}}, data_dir={config.data_dir!r})
-        path = serving.prepare_metrics(config, workers=2)
+        first = serving.prepare_metrics(config, workers=2)
         from appliance.ops import metrics
         metrics.observe_request("api", "GET", "/api/x", 200, 0.01)
-        print(json.dumps([path, sorted(os.listdir(path))]))
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        second = serving.prepare_metrics(config, workers=2)
+        print(json.dumps([first, sorted(os.listdir(first)), oct(os.stat(first).st_mode & 0o777), second]))
     """)
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["RUNTIME_DIRECTORY"] = str(runtime_dir)
     result = subprocess.run([sys.executable, "-c", program], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    path, files = json.loads(result.stdout)
-    assert path == str(config.data_path / "metrics")
-    assert "counter_999.db" not in files and any(f.startswith("counter_") for f in files)
+    first, files, mode, second = json.loads(result.stdout)
+    assert os.path.dirname(first) == str(runtime_dir) and mode == "0o700"
+    assert any(f.startswith("counter_") for f in files)
+    assert second != first  # each start of serve gets its own
+    assert not (config.data_path / "metrics").exists()
 
 
 def dashboard_queries():

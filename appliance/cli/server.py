@@ -1,6 +1,8 @@
 """Set-up and serving: ``hexvault init``, ``serve`` and ``show-config``."""
 
 import logging
+import os
+import shutil
 
 import click
 
@@ -70,7 +72,8 @@ def serve(ctx, host, port, workers):
     changes = (("host", host), ("port", port), ("workers", workers))
     config = ctx.config.with_updates(**{k: v for k, v in changes if v})
     # Before anything imports prometheus_client.
-    serving.prepare_metrics(config, workers=config.workers)
+    given_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+    metrics_dir = serving.prepare_metrics(config, workers=config.workers)
     try:
         from appliance.runtime import open_runtime
 
@@ -102,8 +105,12 @@ def serve(ctx, host, port, workers):
 
     if config.workers == 1:
         run_worker()
-    else:
+        return
+    try:
         Supervisor(config.workers, run_worker).run()
+    finally:
+        if metrics_dir and not given_metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command("show-config")

@@ -1,0 +1,253 @@
+"""Several nodes: two `hexvault serve` processes with one PostgreSQL database, one data directory
+and one app secret, as two machines behind a load balancer would run them (issue 9.4).
+
+On one test machine the two nodes could also talk through local files (the SQLite-mode
+generation counter is a memory-mapped file); on PostgreSQL nothing a node's correctness depends
+on goes through a local file, so what passes here passes across machines. Each test is one
+node's change and the other node's very next request.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+import requests
+
+from appliance import check, db
+from appliance.db import database
+from tests.conftest import make_world
+from tests.driver import Driver, erlang_package
+from tests.procserver import ServerProcess
+from tests.test_workers import wait_for, watcher_holders
+from tests.webclient import WebSession
+
+
+@pytest.fixture
+def database_url(postgres, monkeypatch):
+    """Always PostgreSQL: several nodes need a database every node reaches."""
+    url = postgres.create_database()
+    monkeypatch.setenv("HEXVAULT_DATABASE_URL", url)
+    return url
+
+
+class Cluster:
+    def __init__(self, config, runtime, world, nodes):
+        self.config = config
+        self.runtime = runtime
+        self.world = world
+        self.nodes = nodes
+
+    def driver(self, node):
+        return Driver(node.url, self.runtime, **self.world)
+
+
+@pytest.fixture
+def cluster(runtime, config, tmp_path):
+    world = make_world(runtime)
+    database.close()
+    env = {"HEXVAULT_PENDING_BUILD_SWEEP": "0.3", "HEXVAULT_LOG_LEVEL": "INFO"}
+    nodes = [ServerProcess(config.data_dir, env=env, output=tmp_path / f"node-{name}.log") for name in "ab"]
+    for node in nodes:
+        node.start()
+    yield Cluster(config, runtime, world, nodes)
+    for node in nodes:
+        node.stop()
+    database.connect(reuse_if_open=True)
+
+
+def versions_on(driver, name):
+    return [r["version"] for r in driver.registry_package(name)["releases"]]
+
+
+def test_a_release_published_on_one_node_is_served_by_the_other_on_the_next_request(cluster):
+    a, b = (cluster.driver(node) for node in cluster.nodes)
+    assert a.publish(erlang_package("shared", "1.0.0")).status_code == 201
+    # b has the package and the index in its caches now
+    assert versions_on(b, "shared") == ["1.0.0"] and "shared" in [p["name"] for p in b.registry_names()["packages"]]
+    for n in range(2, 12):
+        data = erlang_package("shared", f"1.0.{n}")
+        publisher, reader = (a, b) if n % 2 else (b, a)
+        assert publisher.publish(data).status_code == 201
+        assert versions_on(reader, "shared")[-1] == f"1.0.{n}"
+        assert reader.repo(f"tarballs/shared-1.0.{n}.tar").content == data
+        listed = {p["name"]: p["versions"] for p in reader.registry_versions()["packages"]}
+        assert listed["shared"][-1] == f"1.0.{n}"
+
+
+def test_a_key_revoked_on_one_node_is_refused_by_the_other_on_the_next_request(cluster):
+    a, b = (cluster.driver(node) for node in cluster.nodes)
+    for n in range(10):
+        created = a.api("POST", "keys", body={"name": f"ci-{n}", "permissions": [{"domain": "repositories"}]})
+        assert created.status_code == 201, created.text
+        secret = created.term["secret"]
+        # Both nodes authenticate it, and hold it in their in-memory lookup caches.
+        assert a.repo("names", key=secret).status_code == 200
+        assert b.repo("names", key=secret).status_code == 200
+        revoker, other = (b, a) if n % 2 == 0 else (a, b)
+        assert revoker.api("DELETE", f"keys/ci-{n}").status_code == 200
+        assert other.repo("names", key=secret).status_code == 401
+        assert revoker.repo("names", key=secret).status_code == 401
+
+
+def test_a_browser_session_and_login_limits_hold_whichever_node_a_request_reaches(cluster):
+    a_url, b_url = (node.url for node in cluster.nodes)
+    browser = WebSession(a_url)
+    assert browser.login().status_code == 200
+    browser.url = b_url  # the load balancer sends the next request elsewhere
+    assert browser.get("/admin/orgs/acme", allow_redirects=False).status_code == 200
+    browser.post("/admin/logout")
+    browser.url = a_url
+    assert browser.get("/admin/orgs/acme", allow_redirects=False).status_code == 302  # dead on both
+
+    # Failures are counted in the database: five spread over both nodes lock the account for
+    # this address on both, even for the right password.
+    for n in range(5):
+        assert WebSession((a_url, b_url)[n % 2]).login(password=f"wrong-{n}").status_code == 401
+    for url in (a_url, b_url):
+        assert WebSession(url).login().status_code == 429
+
+
+def test_the_same_release_published_on_both_nodes_at_once_has_exactly_one_winner(cluster):
+    a, b = (cluster.driver(node) for node in cluster.nodes)
+    for n in range(8):
+        tarballs = [erlang_package("contested", f"2.0.{n}", module_body=f"greet() -> {n * 2 + i}.\n") for i in (0, 1)]
+        barrier = threading.Barrier(2)
+        results = [None, None]
+
+        def publish(i, driver):
+            barrier.wait()
+            results[i] = driver.publish(tarballs[i]).status_code
+
+        threads = [threading.Thread(target=publish, args=(i, d)) for i, d in enumerate((a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(results) == [201, 422], results
+        winner = tarballs[results.index(201)]
+        assert a.repo(f"tarballs/contested-2.0.{n}.tar").content == winner
+        assert b.repo(f"tarballs/contested-2.0.{n}.tar").content == winner
+    assert versions_on(a, "contested") == versions_on(b, "contested") == [f"2.0.{n}" for n in range(8)]
+
+
+def test_kill_9_of_a_node_during_a_publish_stream_loses_nothing_acknowledged(cluster):
+    a, b = (cluster.driver(node) for node in cluster.nodes)
+    acknowledged, lock = [], threading.Lock()
+    stop = threading.Event()
+
+    def publisher(driver, prefix):
+        n = 0
+        while not stop.is_set():
+            n += 1
+            data = erlang_package(f"{prefix}{n:04d}", "1.0.0")
+            try:
+                response = driver.publish(data)
+            except requests.RequestException:
+                return  # this node is gone
+            assert response.status_code < 500, response.text
+            if response.status_code == 201:
+                with lock:
+                    acknowledged.append((f"{prefix}{n:04d}", data))
+
+    threads = [threading.Thread(target=publisher, args=(driver, prefix)) for driver, prefix in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: len(acknowledged) >= 10, seconds=120)
+    cluster.nodes[0].kill()
+    threads[0].join(timeout=30)
+    count = len(acknowledged)
+    assert wait_for(lambda: len(acknowledged) >= count + 5, seconds=120)  # b goes on publishing
+    stop.set()
+    threads[1].join(timeout=60)
+
+    names = {p["name"] for p in b.registry_names()["packages"]}
+    for name, data in acknowledged:
+        assert name in names
+        assert versions_on(b, name) == ["1.0.0"]
+        assert b.repo(f"tarballs/{name}-1.0.0.tar").content == data
+    database.connect(reuse_if_open=True)
+    # A build the dead node left between its commit and its files is finished by the other node.
+    assert wait_for(lambda: check.run(cluster.runtime) == [], seconds=60)
+
+
+def test_a_build_a_dead_node_left_pending_is_finished_by_the_other_without_a_restart(cluster):
+    a, b = (cluster.driver(node) for node in cluster.nodes)
+    assert a.publish(erlang_package("stuck", "1.0.0")).status_code == 201
+    # Hold acme's registry lock, as a long build elsewhere would: node a commits the next
+    # release and its pending row, then waits for the lock; it dies there.
+    with psycopg.connect(cluster.config.database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (db._lock_id("registry-acme"),))
+        published = threading.Thread(target=_ignore_errors, args=(a.publish, erlang_package("stuck", "1.1.0")))
+        published.start()
+        assert wait_for(lambda: holder.execute("SELECT count(*) FROM pending_build").fetchone()[0] == 1)
+        cluster.nodes[0].kill()
+        published.join(timeout=30)
+    # Nobody restarts node a; node b's sweep (0.3 s here) finds the row twice and builds it.
+    assert wait_for(lambda: versions_on(b, "stuck") == ["1.0.0", "1.1.0"], seconds=60)
+    database.connect(reuse_if_open=True)
+    assert check.run(cluster.runtime) == []
+
+
+def _ignore_errors(call, *args):
+    try:
+        call(*args)
+    except requests.RequestException:
+        pass
+
+
+def test_registry_rebuilds_wait_for_one_running_on_another_node(cluster):
+    """`hexvault registry rebuild` on any machine takes the organization's registry lock in the
+    database, so it never runs beside another node's build."""
+    holder = psycopg.connect(cluster.config.database_url, autocommit=True)
+    key = db._lock_id("registry-acme")
+    holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+    rebuild = subprocess.Popen([sys.executable, "-m", "appliance", "registry", "rebuild", "acme"],
+                               env=_cli_env(cluster.config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with rebuild, holder:
+        waiting = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                   "AND ((classid::bigint << 32) | objid::bigint) = %s")
+        assert wait_for(lambda: holder.execute(waiting, (key,)).fetchone()[0] == 1)
+        assert rebuild.poll() is None
+        holder.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        assert rebuild.wait(timeout=60) == 0, rebuild.stdout.read()
+
+
+def _cli_env(config):
+    return dict(os.environ, HEXVAULT_DATA_DIR=config.data_dir, HEXVAULT_CONFIG="",
+                HEXVAULT_DATABASE_URL=config.database_url)
+
+
+def test_one_node_watches_the_drop_folder_and_another_takes_over_when_it_dies_or_loses_the_database(cluster):
+    data = cluster.config.data_path
+    url = cluster.config.database_url
+    pids = {node.proc.pid: node for node in cluster.nodes}
+    holders = wait_for(lambda: watcher_holders(data, url))
+    assert len(holders) == 1 and holders[0] in pids
+    drop = data / "import" / "acme"
+    drop.mkdir(parents=True, exist_ok=True)
+
+    # The holder's database session ends (a network cut, a PostgreSQL restart): it stops
+    # watching; whichever node takes the lock next watches.
+    first = holders[0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                     (f"hexvault drop-folder pid {first}",))
+    assert wait_for(lambda: "lost the drop-folder lock" in pids[first].output.read_text())
+    again = wait_for(lambda: watcher_holders(data, url))
+    assert len(again) == 1 and again[0] in pids
+    (drop / "one-1.0.0.tar").write_bytes(erlang_package("one", "1.0.0"))
+    assert wait_for(lambda: (drop / "done" / "one-1.0.0.tar").exists())
+
+    # That holder dies: the other node takes over.
+    pids[again[0]].kill()
+    survivor = next(pid for pid in pids if pid != again[0])
+    assert wait_for(lambda: watcher_holders(data, url) == [survivor])
+    (drop / "two-1.0.0.tar").write_bytes(erlang_package("two", "1.0.0"))
+    assert wait_for(lambda: (drop / "done" / "two-1.0.0.tar").exists())
+    assert not (drop / "failed").exists() or not list((drop / "failed").iterdir())
+    reader = cluster.driver(pids[survivor])
+    assert versions_on(reader, "one") == ["1.0.0"] and versions_on(reader, "two") == ["1.0.0"]
