@@ -18,9 +18,12 @@ import pytest
 import requests
 
 from appliance import check, db
+from appliance.config import load_config
 from appliance.db import database
+from appliance.runtime import initialize, open_runtime
 from tests.conftest import make_world
 from tests.driver import Driver, erlang_package
+from tests.nginxfront import NGINX, NginxFront, free_port, make_tls, share_blobs_with_service, world_dir
 from tests.procserver import ServerProcess
 from tests.test_workers import wait_for, watcher_holders
 from tests.webclient import WebSession
@@ -251,3 +254,49 @@ def test_one_node_watches_the_drop_folder_and_another_takes_over_when_it_dies_or
     assert not (drop / "failed").exists() or not list((drop / "failed").iterdir())
     reader = cluster.driver(pids[survivor])
     assert versions_on(reader, "one") == ["1.0.0"] and versions_on(reader, "two") == ["1.0.0"]
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (scripts/test.sh installs it)")
+def test_behind_nginx_two_nodes_serve_as_one_and_go_on_when_one_dies(database_url):
+    """The README's topology: the TLS front (`hexvault front config --upstream A --upstream B`)
+    before two nodes on one PostgreSQL and one data directory."""
+    root = world_dir("hvnodes")
+    https_port = free_port()
+    base = f"https://localhost:{https_port}"
+    tls = make_tls(root / "tls")
+    config = load_config(environ={}, data_dir=str(root / "data"), bcrypt_rounds=4, base_url=base,
+                         database_url=database_url, trusted_proxy=True, secure_cookies=True)
+    initialize(config)
+    runtime = open_runtime(config)
+    database.connect(reuse_if_open=True)
+    world = make_world(runtime)
+    database.close()
+    env = {"HEXVAULT_BASE_URL": base, "HEXVAULT_TRUSTED_PROXY": "true", "HEXVAULT_SECURE_COOKIES": "true"}
+    nodes = [ServerProcess(config.data_dir, env=env).start() for _ in range(2)]
+    share_blobs_with_service(config.blob_path)
+    nginx = NginxFront(config, [f"127.0.0.1:{node.port}" for node in nodes], tls, https_port=https_port).start()
+    try:
+        hv = Driver(nginx.url, runtime, **world)
+        hv.http.verify = tls.ca_cert
+        hv.http.trust_env = False
+        database.connect(reuse_if_open=True)
+        for n in range(6):  # round-robin: both nodes publish and serve
+            data = erlang_package("fronted", f"1.0.{n}")
+            assert hv.publish(data).status_code == 201
+            assert versions_on(hv, "fronted")[-1] == f"1.0.{n}"
+            tarball = hv.repo(f"tarballs/fronted-1.0.{n}.tar")
+            assert tarball.content == data and "X-Accel-Redirect" not in tarball.headers
+
+        nodes[0].kill()
+        # nginx passes what it could not send to the dead node to the live one.
+        for _ in range(6):
+            assert hv.repo("names").status_code == 200
+        data = erlang_package("fronted", "2.0.0")
+        assert hv.publish(data).status_code == 201
+        assert versions_on(hv, "fronted")[-1] == "2.0.0"
+        assert hv.repo("tarballs/fronted-2.0.0.tar").content == data
+    finally:
+        nginx.stop()
+        for node in nodes:
+            node.stop()
+        db.close_all()

@@ -22,7 +22,9 @@ def front_group():
 @click.option("--server-name", help="Host name nginx answers for (default: base_url's host).")
 @click.option("--https-listen", default="443", show_default=True, help="nginx listen address for HTTPS.")
 @click.option("--http-listen", default="80", show_default=True, help="nginx listen address for plain HTTP.")
-@click.option("--upstream", help="Hexvault's address as host:port (default: the host and port settings).")
+@click.option("--upstream", multiple=True,
+              help="Hexvault's address as host:port (default: the host and port settings); repeat it for "
+                   "every node of several sharing one database and data directory.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the site here instead of printing it.")
 @click.option("--standalone", type=click.Path(file_okay=False),
               help="Write the site and a whole nginx.conf for a hand-run nginx into this directory.")

@@ -94,14 +94,20 @@ def _fill(template, values):
 
 def render_site(config, *, cert, key, server_name, https_listen="443", http_listen="80", upstream=None):
     """The nginx site for ``config``'s data directory and limits. ``cert``/``key`` are PEM paths
-    nginx reads; ``upstream`` defaults to Hexvault's own host:port."""
+    nginx reads; ``upstream`` is one host:port or a list of them (several nodes), by default
+    Hexvault's own host:port."""
     if not config.external_url.startswith("https://"):
         raise ConfigError(f"base_url must be an https:// URL behind the TLS front (it is {config.external_url})")
-    for label, value in (("certificate", cert), ("key", key), ("server name", server_name)):
+    upstreams = [upstream] if isinstance(upstream, str) else list(upstream or ())
+    upstreams = upstreams or [f"{config.host}:{config.port}"]
+    for label, value in (("certificate", cert), ("key", key), ("server name", server_name),
+                         *(("upstream", u) for u in upstreams)):
         if not value or any(c in str(value) for c in " ;{}'\"\n\t$"):
             raise ConfigError(f"the {label} {value!r} cannot be written into an nginx site")
     values = {
-        "UPSTREAM": upstream or f"{config.host}:{config.port}",
+        # A node that refuses connections is left out for a few seconds; requests go to the
+        # others (nginx retries a request on the next node only if it could not send it).
+        "UPSTREAM": "\n    ".join(f"server {u} max_fails=1 fail_timeout=5s;" for u in upstreams),
         "HTTP_LISTEN": http_listen,
         "HTTPS_LISTEN": https_listen,
         "SERVER_NAME": server_name,
