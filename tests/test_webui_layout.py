@@ -73,6 +73,7 @@ def long_world(hv):
     assert hv.publish(erlang_package(dependent, "2.0.0", requirements=[dict(
         name=LONG_PACKAGE, app=LONG_PACKAGE, requirement=">= 1.0.0-" + "r" * 60, optional=False)]),
         org=LONG_ORG).status_code == 201
+    packages.retire(rt, org, dependent, "2.0.0", "deprecated")  # a retired latest release in the lists
     for name in (LONG_KEY, "ci-" + "c" * 77):
         keys.create(rt.app_secret, name, [["repository", LONG_ORG], ["api", "write"]], organization=org)
     keys.create(rt.app_secret, LONG_KEY, [["repository", LONG_ORG], ["api", "write"]], user=hv.admin)
