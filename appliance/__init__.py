@@ -42,7 +42,7 @@ class OneGenerationPerRequest:
 def create_app(config=None, runtime=None):
     from flask import Flask, redirect, url_for
 
-    from appliance import events, sessions
+    from appliance import db, events, sessions
     from appliance.config import load_config
     from appliance.db import database
     from appliance.ops import edge, logs, metrics
@@ -80,8 +80,13 @@ def create_app(config=None, runtime=None):
     @app.before_request
     def _connect():
         # One SQLite connection per waitress worker thread, opened on first use and kept:
-        # reconnecting per request would re-run the pragmas on every GET.
-        database.connect(reuse_if_open=True)
+        # reconnecting per request would re-run the pragmas on every GET. A database server that
+        # is away fails the request's own queries (503); /healthz and /readyz still answer.
+        try:
+            database.connect(reuse_if_open=True)
+        except Exception as exc:
+            if db.unavailable(exc) is None:
+                raise
 
     register_error_handlers(app)
     app.register_blueprint(repository.bp)

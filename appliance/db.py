@@ -35,7 +35,7 @@ import peewee
 from playhouse.pool import PooledPostgresqlDatabase
 
 from appliance import events
-from appliance.errors import Busy, DatabaseToolFailed, DatabaseToolMissing, InsufficientStorage
+from appliance.errors import Busy, DatabaseToolFailed, DatabaseToolMissing, DatabaseUnavailable, InsufficientStorage
 
 # Bound by init_database(); models refer to this object from import time on.
 database = peewee.DatabaseProxy()
@@ -53,6 +53,8 @@ SQLITE_PRAGMAS = {
 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
 # The same on PostgreSQL (SQLSTATE): a lock not granted within lock_timeout, a full disk.
 PG_LOCK_NOT_AVAILABLE, PG_DISK_FULL = "55P03", "53100"
+# The server is shutting down, crashing or not yet up (SQLSTATE class 57P): the connection is gone.
+PG_SERVER_GONE = ("57P01", "57P02", "57P03")
 
 WRITE_LOCK = "write"
 
@@ -152,9 +154,24 @@ def write_tx():
         events.transaction_committed()
 
 
+def unavailable(exc):
+    """errors.DatabaseUnavailable when ``exc`` says the database server is gone (PostgreSQL
+    down, restarting, the connection cut), else None. This thread's dead connection is dropped,
+    so its next query connects afresh."""
+    if _backend is None or not _backend.lost(exc):
+        return None
+    _backend.drop_connection()
+    return DatabaseUnavailable()
+
+
 def _driver_error(exc):
-    """The driver's exception behind a peewee error (peewee wraps it as its first argument)."""
-    return exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc.__context__
+    """The driver's exception behind a peewee error: peewee wraps it as its first argument, or
+    (a failed connect) raises its own error while handling another peewee error that does."""
+    seen = 0
+    while isinstance(exc, peewee.PeeweeException) and seen < 5:
+        exc = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc.__context__
+        seen += 1
+    return exc
 
 
 def write_lock_tx():
@@ -253,6 +270,13 @@ class _Sqlite:
             return InsufficientStorage()
         return None
 
+    @staticmethod
+    def lost(_exc):
+        return False  # a file, not a server
+
+    def drop_connection(self):
+        pass
+
     def write_atomic(self, bump=True):
         # A deferred transaction that reads first and writes later can fail with "database is
         # locked" when another writer got in between; IMMEDIATE waits (busy_timeout) instead.
@@ -349,7 +373,25 @@ class _Postgresql:
             return Busy()
         if state == PG_DISK_FULL:
             return InsufficientStorage()
-        return None
+        return unavailable(exc)
+
+    @staticmethod
+    def lost(exc):
+        """A connection-level failure: the server refused or ended the connection (SQLSTATE
+        class 08, or 57P01-57P03 for a shutdown or restart), or psycopg found it closed."""
+        import psycopg
+
+        if not isinstance(exc, (peewee.OperationalError, peewee.InterfaceError)):
+            return False
+        driver = _driver_error(exc)
+        if not isinstance(driver, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return False
+        state = getattr(driver, "sqlstate", None)
+        return state is None or state.startswith("08") or state in PG_SERVER_GONE
+
+    def drop_connection(self):
+        with contextlib.suppress(Exception):
+            self.db.manual_close()
 
     def snapshot_atomic(self):
         return self.db.atomic(isolation_level="REPEATABLE READ")
@@ -532,6 +574,10 @@ class _DatabaseGeneration:
 
     def enter_request(self):
         self._request.active, self._request.value = True, None
+        # Read now: this also finds a connection the server ended while the thread was idle (a
+        # PostgreSQL restart) and replaces it before the request's own queries run into it.
+        with contextlib.suppress(DatabaseUnavailable):
+            self._request.value = self._read()
 
     def leave_request(self):
         self._request.active, self._request.value = False, None
@@ -540,11 +586,23 @@ class _DatabaseGeneration:
         request = self._request
         if getattr(request, "value", None) is not None:
             return request.value
-        row = self._db.execute_sql(self._READ).fetchone()
-        value = int(row[0]) if row else 0
+        value = self._read()
         if getattr(request, "active", False):
             request.value = value
         return value
+
+    def _read(self):
+        for attempt in (1, 2):
+            try:
+                row = self._db.execute_sql(self._READ).fetchone()
+                return int(row[0]) if row else 0
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                refusal = unavailable(exc)  # drops the dead connection
+                if refusal is None:
+                    raise
+                if attempt == 2 or self._db.transaction_depth() > 0:
+                    raise refusal from exc
+                # once more, on a new connection
 
     def bump_in_transaction(self):
         self._db.execute_sql(self._BUMP)

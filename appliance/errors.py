@@ -111,6 +111,15 @@ class Busy(HexvaultError):
     retry_after = 5
 
 
+class DatabaseUnavailable(HexvaultError):
+    """The database server cannot be reached (PostgreSQL down, restarting or failing over);
+    nothing was changed by this request. Connections come back by themselves once it answers."""
+
+    status = 503
+    message = "the database is unavailable; nothing was changed, try again shortly"
+    retry_after = 5
+
+
 class InsufficientStorage(HexvaultError):
     """The disk holding the data directory is below its reserve (setting min_free_bytes), or ran
     out during a write; nothing was stored, and reads go on."""

@@ -43,6 +43,17 @@ class PostgresCluster:
         subprocess.run([f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
                         "--no-locale", "--no-sync"], check=True, capture_output=True, **self._as_server_user())
         self._log_file = open(os.path.join(self.dir, "server.log"), "wb")
+        return self.resume(deadline)
+
+    def pause(self):
+        """Stop the server as an outage would (fast shutdown: sessions are cut), keeping its data."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=60)
+
+    def resume(self, deadline=30.0):
+        """Start the server (again) on the same data directory and socket."""
+        bindir = server_bin()
+        data = os.path.join(self.dir, "data")
         self.proc = subprocess.Popen(
             [f"{bindir}/postgres", "-D", data, "-k", self.dir, "-p", str(PORT), "-c", "listen_addresses=",
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",

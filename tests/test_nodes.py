@@ -24,6 +24,7 @@ from appliance.runtime import initialize, open_runtime
 from tests.conftest import make_world
 from tests.driver import Driver, erlang_package
 from tests.nginxfront import NGINX, NginxFront, free_port, make_tls, share_blobs_with_service, world_dir
+from tests.pgcluster import PostgresCluster
 from tests.procserver import ServerProcess
 from tests.test_workers import wait_for, watcher_holders
 from tests.webclient import WebSession
@@ -300,3 +301,58 @@ def test_behind_nginx_two_nodes_serve_as_one_and_go_on_when_one_dies(database_ur
         for node in nodes:
             node.stop()
         db.close_all()
+
+
+def test_while_postgresql_is_down_nodes_answer_503_and_afterwards_recover_without_a_restart(tmp_path, monkeypatch):
+    """An outage (a restart, a failover) cuts every connection: requests get a clear 503 meanwhile,
+    and once PostgreSQL answers again every node serves on the very next request."""
+    pg = PostgresCluster().start()  # its own, so stopping it disturbs no other test
+    try:
+        url = pg.create_database()
+        monkeypatch.setenv("HEXVAULT_DATABASE_URL", url)
+        config = load_config(environ={}, data_dir=str(tmp_path / "data"), bcrypt_rounds=4, database_url=url)
+        initialize(config)
+        runtime = open_runtime(config)
+        database.connect(reuse_if_open=True)
+        world = make_world(runtime)
+        db.close_all()
+        nodes = [ServerProcess(config.data_dir, env={"HEXVAULT_THREADS": "2"}).start() for _ in range(2)]
+        try:
+            drivers = [Driver(node.url, runtime, **world) for node in nodes]
+            for hv in drivers:  # every thread of both nodes holds a connection now
+                for _ in range(4):
+                    assert hv.repo("names").status_code == 200
+
+            # A restart nobody saw: the first request on each thread finds its connection dead
+            # and is served on a new one.
+            pg.pause()
+            pg.resume()
+            for hv in drivers:
+                for _ in range(4):
+                    assert hv.repo("names").status_code == 200
+
+            pg.pause()
+            for hv in drivers:
+                down = hv.repo("names")
+                assert down.status_code == 503 and "database is unavailable" in down.text
+                assert down.headers["Retry-After"] == "5"
+                refused = hv.publish(erlang_package("during", "1.0.0"))
+                assert refused.status_code == 503 and refused.term["message"].startswith("the database is unavailable")
+                assert WebSession(hv.url).login().status_code == 503
+                assert requests.get(f"{hv.url}/healthz", timeout=10).status_code == 200  # the process lives
+                ready = requests.get(f"{hv.url}/readyz", timeout=10)
+                assert ready.status_code == 503 and ready.json()["checks"]["database"]["status"] == "fail"
+
+            pg.resume()
+            for n, hv in enumerate(drivers):
+                for _ in range(4):  # each thread's connection died with the server; none fails
+                    assert hv.repo("names").status_code == 200
+                assert hv.publish(erlang_package(f"after{n}", "1.0.0")).status_code == 201
+            database.connect(reuse_if_open=True)
+            assert check.run(runtime) == []
+        finally:
+            for node in nodes:
+                node.stop()
+            db.close_all()
+    finally:
+        pg.stop()

@@ -46,8 +46,8 @@ class RepositoryFastPath:
             mirrored = MIRROR_RE.fullmatch(path)
             if mirrored is None:
                 return self.app(environ, start_response)
-        database.connect(reuse_if_open=True)
         try:
+            database.connect(reuse_if_open=True)
             if repository is not None:
                 blob, cache_control = find_file(self.runtime, self._principal(environ), repository.group(1),
                                                 repository.group(2))

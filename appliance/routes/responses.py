@@ -12,6 +12,7 @@ import logging
 from flask import Response, request
 from werkzeug.exceptions import HTTPException
 
+from appliance import db
 from appliance.errors import HexvaultError
 from appliance.ops.edge import ERROR_KEY
 from appliance.protocol import etf
@@ -105,5 +106,9 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc):
+        refusal = db.unavailable(exc)
+        if refusal is not None:
+            log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+            return handle_hexvault_error(refusal)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _respond(500, "Internal server error")
