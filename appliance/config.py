@@ -38,6 +38,18 @@ def _bool(value):
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _trusted_proxy(value):
+    """true/false, or the one address whose forwarding headers are believed."""
+    try:
+        return _bool(value)
+    except ValueError:
+        pass
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise ValueError(f"expected true, false or the proxy's IP address, got {value!r}") from None
+
+
 def _int(value):
     if isinstance(value, bool):
         raise ValueError("expected an integer")
@@ -197,9 +209,11 @@ SETTINGS = (
     Setting("max_uncompressed_size", 128 * MiB, _int, "Largest uncompressed package contents or docs, in bytes (hex.pm: 128 MiB)."),
     Setting("bcrypt_rounds", 12, _int, "bcrypt cost for passwords; tests lower it."),
     Setting("secure_cookies", False, _bool, "Mark session cookies Secure; turn on when served over HTTPS."),
-    Setting("trusted_proxy", False, _bool,
-            "Take the client address from the last X-Forwarded-For hop (only when every request comes through "
-            "your own proxy)."),
+    Setting("trusted_proxy", False, _trusted_proxy,
+            "Take the client address from the last X-Forwarded-For hop: true believes whoever connects (when "
+            "every request comes through your own proxy, e.g. Hexvault on 127.0.0.1 behind the TLS front), or "
+            "the proxy's IP address, so only requests from it are believed (nodes the front reaches over a "
+            "network)."),
     Setting("log_level", "INFO", _str, "Logging level: DEBUG, INFO, WARNING or ERROR."),
     Setting("log_format", "text", _log_format,
             "\"text\" for people, \"json\" for log shippers: one JSON object per line."),
@@ -294,7 +308,7 @@ class Config:
     max_uncompressed_size: int
     bcrypt_rounds: int
     secure_cookies: bool
-    trusted_proxy: bool
+    trusted_proxy: bool | str  # True, False or the proxy's address
     log_level: str
     log_format: str
     access_log: bool

@@ -183,7 +183,8 @@ def waitress_options(config):
                    # select() cannot watch file descriptors above 1023
                    asyncore_use_poll=True)
     if config.trusted_proxy:
-        options.update(trusted_proxy="*", trusted_proxy_headers={"x-forwarded-for"}, trusted_proxy_count=1)
+        address = "*" if config.trusted_proxy is True else config.trusted_proxy
+        options.update(trusted_proxy=address, trusted_proxy_headers={"x-forwarded-for"}, trusted_proxy_count=1)
     return options
 
 

@@ -113,6 +113,33 @@ def test_behind_a_trusted_proxy_the_limit_is_per_forwarded_address(runtime, conf
         server.stop()
 
 
+def test_a_trusted_proxy_given_by_address_is_believed_and_nobody_else(runtime, config):
+    """Nodes the front reaches over a network: only the front's address may forward addresses;
+    a client connecting to the node directly cannot pose as somebody else."""
+    from appliance import create_app
+    from tests.conftest import LiveServer, make_world
+
+    make_world(runtime)
+    server = LiveServer()
+    runtime.config = config.with_updates(base_url=server.url, trusted_proxy="127.0.0.2")
+    server.start(create_app(runtime.config, runtime), runtime.config)
+    try:
+        url = f"{server.url}/api/users/me"
+        proxy, direct = http_from("127.0.0.2"), http_from("127.0.0.3")
+        for attempt in range(ADDRESS_MAX_FAILURES):  # forged hops: all counted on 127.0.0.3 itself
+            response = direct.get(url, auth=(f"ghost{attempt}", "nope"), timeout=10,
+                                  headers={"X-Forwarded-For": f"10.0.0.{attempt}"})
+            assert response.status_code == 401
+        assert direct.get(url, auth=("admin", "admin-password"), timeout=10).status_code == 429
+        # Through the proxy, the forwarded address counts: 10.0.0.1 is not blocked, 127.0.0.3 is.
+        assert proxy.get(url, auth=("admin", "admin-password"), timeout=10,
+                         headers={"X-Forwarded-For": "10.0.0.1"}).status_code == 200
+        assert proxy.get(url, auth=("admin", "admin-password"), timeout=10,
+                         headers={"X-Forwarded-For": "127.0.0.3"}).status_code == 429
+    finally:
+        server.stop()
+
+
 def test_without_a_trusted_proxy_forwarded_addresses_are_ignored(hv):
     url = f"{hv.url}/api/users/me"
     for attempt in range(ADDRESS_MAX_FAILURES):
