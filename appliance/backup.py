@@ -34,7 +34,8 @@ import shutil
 from pathlib import Path
 
 from appliance import __version__, db
-from appliance.db import SQLITE_FULL, database
+from appliance.db import database
+from appliance.dbbackends import SQLITE_FULL
 from appliance.errors import HexvaultError, InsufficientStorage
 from appliance.ops import disk
 from appliance.models import Release

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import psycopg
 import pytest
@@ -20,6 +19,7 @@ import requests
 from appliance import check, db
 from appliance.config import load_config
 from appliance.db import database
+from appliance.dbbackends import lock_id
 from appliance.runtime import initialize, open_runtime
 from tests.conftest import make_world
 from tests.driver import Driver, erlang_package
@@ -184,7 +184,7 @@ def test_a_build_a_dead_node_left_pending_is_finished_by_the_other_without_a_res
     # Hold acme's registry lock, as a long build elsewhere would: node a commits the next
     # release and its pending row, then waits for the lock; it dies there.
     with psycopg.connect(cluster.config.database_url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (db._lock_id("registry-acme"),))
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_id("registry-acme"),))
         published = threading.Thread(target=_ignore_errors, args=(a.publish, erlang_package("stuck", "1.1.0")))
         published.start()
         assert wait_for(lambda: holder.execute("SELECT count(*) FROM pending_build").fetchone()[0] == 1)
@@ -207,7 +207,7 @@ def test_registry_rebuilds_wait_for_one_running_on_another_node(cluster):
     """`hexvault registry rebuild` on any machine takes the organization's registry lock in the
     database, so it never runs beside another node's build."""
     holder = psycopg.connect(cluster.config.database_url, autocommit=True)
-    key = db._lock_id("registry-acme")
+    key = lock_id("registry-acme")
     holder.execute("SELECT pg_advisory_lock(%s)", (key,))
     rebuild = subprocess.Popen([sys.executable, "-m", "appliance", "registry", "rebuild", "acme"],
                                env=_cli_env(cluster.config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
