@@ -6,7 +6,7 @@ keys) and registers the repository, API and admin blueprints. Nothing runs at im
 
 import re
 
-__version__ = "0.1.0"
+from appliance.version import __version__  # noqa: F401 - the package's version, as usual
 
 
 class MergeSlashes:

@@ -33,7 +33,8 @@ import os
 import shutil
 from pathlib import Path
 
-from appliance import __version__, db
+from appliance import db
+from appliance.version import __version__
 from appliance.db import database
 from appliance.dbbackends import SQLITE_FULL
 from appliance.errors import HexvaultError, InsufficientStorage

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from appliance import __version__
+from appliance.version import __version__
 from appliance.config import find_config_file, load_config
 from appliance.db import database
 from appliance.errors import HexvaultError

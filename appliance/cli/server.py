@@ -6,13 +6,14 @@ import shutil
 
 import click
 
-from appliance import __version__, accounts, clientsetup, db, orgs, registry_builder
+from appliance import accounts, clientsetup, db, orgs, registry_builder
 from appliance.cli.group import fail, main
 from appliance.cli.keys import new_key
 from appliance.config import describe
 from appliance.db import database
 from appliance.errors import HexvaultError
 from appliance.models import SigningKey
+from appliance.version import __version__
 
 
 @main.command()

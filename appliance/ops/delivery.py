@@ -26,7 +26,7 @@ import uuid
 import requests
 from peewee import fn
 
-from appliance import __version__
+from appliance.version import __version__
 from appliance.db import database, write_lock_tx
 from appliance.models import Webhook, WebhookDelivery, WebhookEvent, utcnow
 from appliance.ops import webhooks
