@@ -31,17 +31,32 @@ as_root() {
 
 # --- 1. system packages -----------------------------------------------------------------
 apt_install() {
-    # Other apt-get runs (unattended upgrades, other jobs) hold the dpkg lock: wait for it
-    # (DPkg::Lock::Timeout) instead of failing, and retry a few times (also for `update`).
-    local attempt
-    for attempt in 1 2 3 4 5; do
-        if as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q "$@" >/dev/null; then
+    # Other apt-get runs (unattended upgrades, other jobs) hold apt's locks. `install` waits for
+    # the dpkg lock (DPkg::Lock::Timeout), but `update` fails at once on the lists lock whatever
+    # that option says (apt 2.6), so a lock error is waited out for up to 10 minutes; any other
+    # failure is retried a few times.
+    local attempt=0 waited=0 err
+    err="$(mktemp)"
+    while :; do
+        if as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q "$@" >/dev/null 2>"$err"; then
+            rm -f "$err"
             return 0
+        fi
+        if grep -q -e "Could not get lock" -e "Unable to lock" -e "Unable to acquire" "$err" && [ "$waited" -lt 600 ]; then
+            [ "$waited" -gt 0 ] || say "apt-get $*: another apt-get holds apt's lock; waiting for it"
+            sleep 5
+            waited=$((waited + 5))
+            continue
+        fi
+        attempt=$((attempt + 1))
+        sed 's/^/  /' "$err" >&2
+        if [ "$attempt" -ge 5 ]; then
+            rm -f "$err"
+            die "apt-get $* kept failing"
         fi
         say "apt-get $* failed (attempt $attempt); retrying in 10 s"
         sleep 10
     done
-    die "apt-get $* kept failing"
 }
 
 # tool -> Debian package that provides it (nginx is the TLS front's tests; openssl drives s_client;
@@ -81,7 +96,7 @@ if ! command -v prometheus >/dev/null 2>&1 && [ ! -x "$PROMETHEUS_DIR/usr/bin/pr
     download="$(mktemp -d)"
     chmod 0755 "$download"  # apt's _apt user writes the download here
     if (cd "$download" && apt-get download -q prometheus >/dev/null 2>&1) ||
-            { as_root apt-get update -q >/dev/null && (cd "$download" && apt-get download -q prometheus >/dev/null 2>&1); }; then
+            { (apt_install update) && (cd "$download" && apt-get download -q prometheus >/dev/null 2>&1); }; then
         mkdir -p "$PROMETHEUS_DIR"
         dpkg-deb -x "$download"/prometheus_*.deb "$PROMETHEUS_DIR"
     else
