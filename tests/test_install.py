@@ -161,6 +161,39 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     finally:
         stop(proc)
 
+    # The README's uninstall steps, with this install's folders and user for the defaults,
+    # leave nothing of it behind.
+    run_uninstall_steps(root, service_user, {"/opt/hexvault": dirs["--prefix"], "/var/lib/hexvault": data,
+                                             "/etc/hexvault": dirs["--config-dir"],
+                                             "/etc/systemd/system": dirs["--unit-dir"],
+                                             "/usr/local/bin": dirs["--bin-dir"], "/etc/nginx": root / "nginx",
+                                             "/var/backups/hexvault": root / "backups"})
+    # Only the folders standing for system ones (/usr/local/bin, /etc/systemd/system) may stay, empty.
+    assert [str(p) for p in root.rglob("*") if not p.is_dir()] == []
+    assert not any(folder.exists() for folder in (dirs["--prefix"], data, dirs["--config-dir"]))
+    assert subprocess.run(["getent", "passwd", service_user], capture_output=True).returncode != 0
+    assert subprocess.run(["getent", "group", service_user], capture_output=True).returncode != 0
+
+
+def run_uninstall_steps(root, user, folders):
+    """Run the README's "Uninstalling" block with ``folders`` for its default paths and ``user``
+    for the service user; systemctl lines are left out (no systemd here: the unit files they
+    stop are removed by the rm lines all the same)."""
+    from tests import readme_commands
+
+    text = readme_commands.README.read_text()
+    section = text[text.index("\n### Uninstalling\n"):]
+    section = section[:section.index("\n#", 1)]
+    steps = [line for line in readme_commands.sh_lines(section) if not line.startswith("sudo systemctl")]
+    assert any("rm -rf /var/lib/hexvault" in line for line in steps), steps
+    for line in steps:
+        for default, here in sorted(folders.items(), key=lambda item: -len(item[0])):
+            line = line.replace(default, str(here))
+        line = re.sub(r"\bsudo ", "", re.sub(r"(userdel|groupdel|group) hexvault\b", rf"\1 {user}", line))
+        outside = [word for word in line.split() if word.startswith("/") and not word.startswith(str(root))]
+        assert not outside, f"uninstall step {line!r} would touch {outside} outside the test's folders"
+        subprocess.run(["bash", "-c", line], check=False, timeout=60)
+
 
 @needs_root
 def test_tls_self_signed_install_puts_nginx_in_front(wheelhouse, service_user, server_root):
