@@ -9,8 +9,9 @@ start-up with the setting's name. The ``hexvault`` command finds the file with
 application built by ``create_app()`` reads only what it is told.
 
 To add a setting: add one ``Setting`` row below (name, default, parser, help), read it as
-``config.<name>`` where it is needed, and document it in README.md (tests/test_config.py checks
-that every setting appears there).
+``config.<name>`` where it is needed, and document it in README.md's Configuration section: a
+line at its default in the example hexvault.toml and a row in the table (tests/test_config.py
+loads the example and checks both).
 """
 
 import dataclasses
