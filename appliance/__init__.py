@@ -74,8 +74,10 @@ def create_app(config=None, runtime=None):
         PERMANENT_SESSION_LIFETIME=sessions.LIFETIME,
     )
     app.extensions["hexvault"] = runtime
-    app.wsgi_app = OneGenerationPerRequest(MergeSlashes(edge.RequestObserver(
-        RepositoryFastPath(app.wsgi_app, runtime), access_log=config.access_log)))
+    app.wsgi_app = MergeSlashes(edge.RequestObserver(RepositoryFastPath(app.wsgi_app, runtime),
+                                                     access_log=config.access_log))
+    if db.backend_name() == "postgresql":  # SQLite's counter is a memory read: nothing to save
+        app.wsgi_app = OneGenerationPerRequest(app.wsgi_app)
 
     @app.before_request
     def _connect():
