@@ -253,6 +253,11 @@ class SigningKey(BaseModel):
     def current(cls):
         return cls.select().where(cls.retired_at.is_null()).order_by(cls.id.desc()).first()
 
+    @classmethod
+    def history(cls):
+        """Every signing key, newest first."""
+        return list(cls.select().order_by(cls.id.desc()))
+
 
 class Webhook(BaseModel):
     """A URL that receives an organization's events (ops/webhooks.py). The secret the bodies are

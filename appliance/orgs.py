@@ -141,7 +141,7 @@ def delete(org, *, confirm=None, actor=audit.CLI):
         count = package_count(org)
         if count and confirm != org.name:
             raise Invalid("Validation error(s)",
-                          {"confirm": f"{org.name} holds {count} package(s); type its name to delete it with them."})
+                          {"confirm": f"The organization {org.name} holds {count} package(s); type its name to delete it with them."})
         Organization.delete().where(Organization.id == org.id).execute()  # everything of it cascades
         Meta.delete().where((Meta.key == "default_organization") & (Meta.value == org.name)).execute()
         audit.record(actor, "organization.delete", organization=org.name, target=org.name, packages=count or None)

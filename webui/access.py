@@ -9,7 +9,7 @@ from appliance import accounts, sessions
 from appliance.errors import Invalid, NotFound
 from appliance.identity import device
 from appliance.routes.keyauth import runtime
-from webui import bp
+from webui import bp, forms
 from webui.auth import actor
 from webui.views import me, require_admin
 
@@ -26,19 +26,39 @@ def device_verify():
         try:
             pending = device.pending(user_code)
         except NotFound as exc:
-            flash(exc.message, "error")
-            return render_template("webui/device.html", pending=None, user_code=user_code), 404
+            return render_template("webui/device.html", pending=None, user_code=user_code,
+                                   form_errors=forms.field_errors(exc, "user_code")), exc.status
         return render_template("webui/device.html", pending=pending,
                                user_code=device.format_user_code(device.normalize_user_code(user_code)))
     decision = request.form.get("decision")
-    if decision not in ("approve", "deny"):
-        raise Invalid("Validation error(s)", {"decision": "must be approve or deny"})
-    row = device.decide(user_code, me(), decision == "approve", actor=actor())
+    try:
+        if decision not in ("approve", "deny"):
+            raise Invalid("Validation error(s)", {"decision": "must be approve or deny"})
+        row = device.decide(user_code, me(), decision == "approve", actor=actor())
+    except (Invalid, NotFound) as exc:  # expired, decided in another tab, or a made-up decision
+        return _device_refused(user_code, exc)
     if decision == "approve":
         flash(f"{row.client_name} is logged in as {me().username}; return to the terminal.", "info")
     else:
         flash(f"Login of {row.client_name} denied.", "info")
     return redirect(url_for("webui.account"))
+
+
+def _device_refused(user_code, exc):
+    """The device page again with the reason next to the buttons (the login is still shown when it
+    is still pending), or next to the code typed when it is pending no more."""
+    try:
+        pending = device.pending(user_code)
+    except NotFound:
+        return render_template("webui/device.html", pending=None, user_code=user_code,
+                               form_errors=forms.field_errors(exc, "user_code")), exc.status
+    return render_template("webui/device.html", pending=pending,
+                           user_code=device.format_user_code(device.normalize_user_code(user_code)),
+                           form_errors=forms.action_error(exc, "decision")), exc.status
+
+
+# A revoke button on a page older than the token's end (revoked elsewhere, or expired).
+_TOKEN_GONE = {"tokens": "That token was already revoked or has expired; the list shows the live ones."}
 
 
 def _access(user):
@@ -57,7 +77,10 @@ def session_end(row_id):
 @bp.post("/account/tokens/<int:grant_id>/revoke")
 @login_required
 def token_revoke(grant_id):
-    device.revoke(device.grant_of(me(), grant_id), actor=actor())
+    try:
+        device.revoke(device.grant_of(me(), grant_id), actor=actor())
+    except NotFound:
+        return render_template("webui/account.html", form_errors=_TOKEN_GONE), 404
     flash("Token revoked; that device must log in again.", "info")
     return redirect(url_for("webui.account"))
 
@@ -82,7 +105,11 @@ def user_session_end(username, row_id):
 @login_required
 def user_token_revoke(username, grant_id):
     require_admin()
-    device.revoke(device.grant_of(accounts.get_user(username), grant_id), actor=actor())
+    user = accounts.get_user(username)
+    try:
+        device.revoke(device.grant_of(user, grant_id), actor=actor())
+    except NotFound:
+        return render_template("webui/user_access.html", **_access(user), form_errors=_TOKEN_GONE), 404
     flash(f"Token of {username} revoked.", "info")
     return redirect(url_for("webui.user_access", username=username))
 

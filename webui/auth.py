@@ -9,14 +9,14 @@ import time
 import urllib.parse
 
 import flask_login
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from appliance import accounts, audit, identity, loginlimit, sessions
 from appliance.identity import totp
-from appliance.errors import DirectoryUnavailable, RateLimited, Unauthenticated
+from appliance.errors import DirectoryUnavailable, Invalid, RateLimited, Unauthenticated
 from appliance.routes.keyauth import client_ip, runtime
-from webui import bp, login_manager
+from webui import bp, forms, login_manager
 
 
 class LoginUser(flask_login.UserMixin):
@@ -67,19 +67,18 @@ def login():
     username = (request.form.get("username") or "").strip().lower()
     try:
         user = checked_password(username, request.form.get("password"))
-    except RateLimited as exc:
-        audit.record_login(actor(), "user.login_locked", username)
-        abort(429, description=exc.message.capitalize() + ".")
-    except (Unauthenticated, DirectoryUnavailable) as exc:
-        if isinstance(exc, Unauthenticated):  # a wrong password, not the directory being down
+    except (RateLimited, Unauthenticated, DirectoryUnavailable) as exc:
+        if isinstance(exc, RateLimited):
+            audit.record_login(actor(), "user.login_locked", username)
+        elif isinstance(exc, Unauthenticated):  # a wrong password, not the directory being down
             audit.record_login(actor(), "user.login_failed", username)
-        flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
-        return render_template("webui/login.html", username=username), exc.status
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return _login_refused(username, forms.sentence("password", exc.message), exc.status, headers)
     config = runtime().config
     if config.sso_only and config.oidc_issuer and not user.is_admin:
         # Checked after the password, so the answer tells nothing to someone who does not know it.
-        flash(f"Sign in with {config.oidc_display_name}: passwords are for administrators only.", "error")
-        return render_template("webui/login.html", username=username), 403
+        return _login_refused(username, f"Sign in with {config.oidc_display_name}: passwords are for "
+                                        "administrators only.", 403)
     if totp.is_enabled(user):
         session.clear()
         session[PENDING_SECOND_FACTOR] = {"username": user.username, "at": time.time(),
@@ -88,6 +87,12 @@ def login():
     _start_session(user)
     audit.record_login(dataclasses.replace(actor(), user=user), "user.login", user.username)
     return redirect(_same_site_path(request.args.get("next")) or url_for("webui.index"))
+
+
+def _login_refused(username, sentence, status, headers=None):
+    """The login form again: the username kept, the password never, the reason under it."""
+    return (render_template("webui/login.html", username=username, form_errors={"password": sentence}),
+            status, headers or {})
 
 
 def _same_site_path(target):
@@ -121,23 +126,30 @@ def account():
         if current_user.user.auth_source != identity.LOCAL:
             flash("Your password is the company directory's: change it there.", "error")
             return render_template("webui/account.html"), 422
+        # Every field here is a password: none is ever shown again, only the reason next to it.
         try:
             checked_password(current_user.user.username, request.form.get("current_password"))
         except RateLimited as exc:
-            abort(429, description=exc.message.capitalize() + ".")
+            return _password_refused("current_password", forms.sentence("current_password", exc.message), exc.status)
         except Unauthenticated:
-            flash("The current password is wrong.", "error")
-            return render_template("webui/account.html"), 422
+            return _password_refused("current_password", "The current password is wrong.", 422)
         if request.form.get("new_password") != request.form.get("confirm_password"):
-            flash("The new passwords do not match.", "error")
-            return render_template("webui/account.html"), 422
-        accounts.set_password(current_user.user, request.form.get("new_password") or "",
-                              rounds=runtime().config.bcrypt_rounds, actor=actor())
+            return _password_refused("confirm_password", "The new passwords do not match.", 422)
+        try:
+            accounts.set_password(current_user.user, request.form.get("new_password") or "",
+                                  rounds=runtime().config.bcrypt_rounds, actor=actor())
+        except Invalid as exc:
+            return render_template("webui/account.html", form_errors=forms.field_errors(
+                exc, "new_password", rename={"password": "new_password"})), exc.status
         # set_password ended every session of the user; this browser goes on in a new one.
         _start_session(current_user.user)
         flash("Password changed.", "info")
         return redirect(url_for("webui.account"))
     return render_template("webui/account.html")
+
+
+def _password_refused(field, sentence, status):
+    return render_template("webui/account.html", form_errors={field: sentence}), status
 
 
 @bp.post("/account/sessions")

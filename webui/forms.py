@@ -51,7 +51,7 @@ def choice(form, field, allowed, parse=str):
 
 # How fields are named in sentences about them.
 _LABELS = {"email": "e-mail address", "full_name": "full name", "url": "URL", "confirm": "confirmation"}
-_PREDICATES = ("must", "has", "is", "are", "can't", "cannot", "should")
+_PREDICATES = ("must", "has", "is", "are", "can't", "cannot", "should", "points", "does", "needs")
 
 
 def sentence(field, text):
@@ -63,8 +63,22 @@ def sentence(field, text):
     return text[:1].upper() + text[1:] + "."
 
 
-def field_errors(exc, field):
-    """{field: sentence} for the fields a HexvaultError names, else its message under ``field``."""
+def field_errors(exc, field, rename=None):
+    """{field: sentence} for the fields a HexvaultError names, else its message under ``field``.
+    ``rename`` maps a service's field name to the form's (the service's "password" is the
+    account form's "new_password")."""
     if exc.errors:
-        return {name: sentence(name, text) for name, text in exc.errors.items()}
+        rename = rename or {}
+        return {rename.get(name, name): sentence(name, text) for name, text in exc.errors.items()}
     return {field: sentence(field, exc.message)}
+
+
+def action_error(exc, key):
+    """{key: sentences} for a form that is only a button (a row's Remove, Disable, Rotate): every
+    error of ``exc`` in one place, next to that button."""
+    return {key: " ".join(field_errors(exc, key).values())}
+
+
+def without_secrets(form, *secret_fields):
+    """What was typed, to show again, minus what must never be echoed (passwords, codes)."""
+    return {k: v for k, v in form.items() if k not in secret_fields and k != "csrf_token"}

@@ -107,6 +107,13 @@ def key_revoke(key_id):
 def key_rotate(key_id):
     """Replace the secret; the old one stops after the chosen grace period (a day unless chosen)."""
     key = _manageable_key(key_id)
-    grace = forms.choice(request.form, "grace_seconds", [g for g, _ in forms.GRACE_CHOICES], int)
-    new_key, secret = keys.rotate(runtime().app_secret, key, grace_seconds=grace, actor=actor())
+    try:
+        grace = forms.choice(request.form, "grace_seconds", [g for g, _ in forms.GRACE_CHOICES], int)
+        new_key, secret = keys.rotate(runtime().app_secret, key, grace_seconds=grace, actor=actor())
+    except (Invalid, Conflict) as exc:  # a stale page (rotated or revoked meanwhile), a made-up choice
+        form = dict(form_errors=forms.action_error(exc, f"key-{key.id}"),
+                    form_typed={"key": str(key.id), **request.form})
+        if key.organization_id:
+            return org_page(key.organization, **form), exc.status
+        return _keys_page(**form), exc.status
     return _show_once(new_key, secret, rotated_from=key.id)

@@ -8,9 +8,10 @@ from flask_login import login_required
 from markupsafe import Markup
 
 from appliance import catalog, orgs, packages, permissions
+from appliance.errors import Invalid
 from appliance.routes.keyauth import runtime
 from appliance.routes.repository import serve_blob
-from webui import bp
+from webui import bp, forms
 from webui.auth import actor
 from webui.views import principal, visible_org
 
@@ -40,7 +41,10 @@ def package_list(org_name):
 @bp.get("/orgs/<org_name>/packages/<name>/<version>")
 @login_required
 def package_show(org_name, name, version=None):
-    org = visible_org(org_name)
+    return _package_page(visible_org(org_name), name, version)
+
+
+def _package_page(org, name, version=None, **form):
     package = packages.get_package(org, name)
     releases = packages.releases_of(package)
     release = packages.get_release(org, name, version) if version else releases[0]
@@ -53,7 +57,7 @@ def package_show(org_name, name, version=None):
                            requirements=requirements, dependents=catalog.dependents(package),
                            publisher=packages.publisher_of(release), readme=render_readme(release.readme),
                            can_write=may(permissions.API_WRITE), can_download=may(permissions.READ_REPOSITORY),
-                           reasons=packages.RETIREMENT_REASONS, base_url=runtime().config.external_url)
+                           reasons=packages.RETIREMENT_REASONS, base_url=runtime().config.external_url, **form)
 
 
 @bp.get("/orgs/<org_name>/packages/<name>/<version>/download")
@@ -72,8 +76,12 @@ def package_download(org_name, name, version):
 @login_required
 def package_retire(org_name, name, version):
     org = visible_org(org_name, permissions.API_WRITE)
-    packages.retire(runtime(), org, name, version, request.form.get("reason"), request.form.get("message"),
-                    actor=actor())
+    try:
+        packages.retire(runtime(), org, name, version, request.form.get("reason"), request.form.get("message"),
+                        actor=actor())
+    except Invalid as exc:  # a reason not offered, a message too short or too long
+        return _package_page(org, name, version, form_errors=forms.field_errors(exc, "message"),
+                             form_typed=request.form), exc.status
     flash(f"{name} {version} retired.", "info")
     return redirect(url_for("webui.package_show", org_name=org.name, name=name, version=version))
 

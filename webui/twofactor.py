@@ -16,7 +16,7 @@ from appliance import accounts, audit, identity, loginlimit
 from appliance.errors import Invalid, NotFound, RateLimited, Unauthenticated
 from appliance.identity import totp
 from appliance.routes.keyauth import client_ip, runtime
-from webui import bp
+from webui import bp, forms
 from webui.auth import PENDING_SECOND_FACTOR as PENDING
 from webui.auth import _same_site_path, _start_session, actor
 from webui.views import require_admin
@@ -51,10 +51,9 @@ def login_code():
         loginlimit.checked_code(runtime().login_limits, user, request.form.get("code"), client_ip(),
                                 runtime().app_secret, actor=actor())
     except RateLimited as exc:
-        abort(429, description=exc.message.capitalize() + ".")
+        return render_template("webui/login_code.html", form_errors=forms.field_errors(exc, "code")), exc.status
     except (Unauthenticated, NotFound):
-        flash("That two-factor code is wrong or was already used.", "error")
-        return render_template("webui/login_code.html"), 401
+        return render_template("webui/login_code.html", form_errors=_WRONG_CODE), 401
     if user.disabled_at is not None:
         return redirect(url_for("webui.login"))
     _start_session(user)
@@ -62,17 +61,25 @@ def login_code():
     return redirect(_same_site_path(pending.get("next")) or url_for("webui.index"))
 
 
+# Codes typed into a refused form are never shown again, like passwords.
+_WRONG_CODE = {"code": "That two-factor code is wrong or was already used."}
+
+
 @bp.get("/account/2fa")
 @login_required
 def two_factor():
+    return _two_factor_page()
+
+
+def _two_factor_page(status=200, **form):
     user = current_user.user
     if user.auth_source != identity.LOCAL:
         return render_template("webui/two_factor.html", directory=True)
     if totp.is_enabled(user):
-        return render_template("webui/two_factor.html", codes_left=totp.recovery_codes_left(user))
+        return render_template("webui/two_factor.html", codes_left=totp.recovery_codes_left(user), **form), status
     secret = totp.pending_secret(runtime().app_secret, user) or totp.begin(runtime().app_secret, user)
     uri = totp.provisioning_uri(secret, user.username)
-    return (render_template("webui/two_factor.html", secret=secret, qr_svg=totp.qr_svg(uri)), 200,
+    return (render_template("webui/two_factor.html", secret=secret, qr_svg=totp.qr_svg(uri), **form), status,
             {"Cache-Control": "no-store"})
 
 
@@ -94,8 +101,7 @@ def two_factor_enable():
     try:
         codes = totp.enable(runtime().app_secret, user, request.form.get("code"), actor=actor())
     except Invalid as exc:
-        flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
-        return redirect(url_for("webui.two_factor"))
+        return _two_factor_page(exc.status, form_errors=forms.field_errors(exc, "code"))
     # Shown here once: only their hashes are kept (and no cache keeps a copy).
     return render_template("webui/two_factor_codes.html", codes=codes), 200, {"Cache-Control": "no-store"}
 
@@ -109,10 +115,9 @@ def two_factor_disable():
         loginlimit.checked_code(runtime().login_limits, user, request.form.get("code"), client_ip(),
                                 runtime().app_secret, actor=actor())
     except RateLimited as exc:
-        abort(429, description=exc.message.capitalize() + ".")
-    except Unauthenticated as exc:
-        flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
-        return redirect(url_for("webui.two_factor"))
+        return _two_factor_page(exc.status, form_errors=forms.field_errors(exc, "code"))
+    except Unauthenticated:
+        return _two_factor_page(422, form_errors=_WRONG_CODE)
     totp.disable(user, actor=actor())
     flash("Two-factor authentication is off.", "info")
     return redirect(url_for("webui.two_factor"))

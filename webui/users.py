@@ -41,9 +41,12 @@ def _users_page(**form):
 @login_required
 def user_show(username):
     require_admin()
-    user = accounts.get_user(username)
+    return _user_page(accounts.get_user(username))
+
+
+def _user_page(user, **form):
     return render_template("webui/user.html", user=user, memberships=orgs.memberships_of(user),
-                           last_login=accounts.last_logins().get(user.username))
+                           last_login=accounts.last_logins().get(user.username), **form)
 
 
 @bp.route("/users/<username>/password", methods=["GET", "POST"])
@@ -54,8 +57,12 @@ def user_reset_password(username):
     user = accounts.get_user(username)
     if request.method == "GET":
         return render_template("webui/user_password.html", user=user)
-    accounts.set_password(user, request.form.get("password") or "", rounds=runtime().config.bcrypt_rounds,
-                          actor=actor())
+    try:
+        accounts.set_password(user, request.form.get("password") or "", rounds=runtime().config.bcrypt_rounds,
+                              actor=actor())
+    except Invalid as exc:  # the password itself is never shown again
+        return render_template("webui/user_password.html", user=user,
+                               form_errors=forms.field_errors(exc, "password")), exc.status
     flash(f"Password of {user.username} reset; their sessions were ended.", "info")
     return redirect(url_for("webui.user_show", username=user.username))
 
@@ -67,7 +74,12 @@ def user_set_disabled(username):
     memberships stay, so enabling it restores everything."""
     require_admin()
     user, disable = accounts.get_user(username), request.form.get("disabled") == "1"
-    accounts.set_disabled(user, disable, actor=actor())
+    try:
+        accounts.set_disabled(user, disable, actor=actor())
+    except Invalid as exc:  # oneself, or the last administrator: said next to the button pressed
+        if request.form.get("from") == "users":
+            return _users_page(form_errors=forms.action_error(exc, f"user-{user.username}")), exc.status
+        return _user_page(user, form_errors=forms.action_error(exc, "disabled")), exc.status
     flash(f"{user.username} {'disabled' if disable else 'enabled'}.", "info")
     return redirect(url_for("webui.users"))
 
@@ -78,8 +90,11 @@ def user_delete(username):
     """Delete an account for good, once its name is typed; the audit log keeps its rows."""
     require_admin()
     user = accounts.get_user(username)
-    if (request.form.get("confirm") or "").strip() != user.username:
-        raise Invalid("Validation error(s)", {"confirm": f"Type {user.username} to confirm the deletion."})
-    accounts.delete_user(user, actor=actor())
+    try:
+        if (request.form.get("confirm") or "").strip() != user.username:
+            raise Invalid("Validation error(s)", {"confirm": f"Type {user.username} to confirm the deletion."})
+        accounts.delete_user(user, actor=actor())
+    except Invalid as exc:  # a name typed wrong, oneself, the last administrator
+        return _user_page(user, form_errors=forms.action_error(exc, "confirm"), form_typed=request.form), exc.status
     flash(f"User {user.username} deleted; their keys no longer work.", "info")
     return redirect(url_for("webui.users"))

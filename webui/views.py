@@ -121,7 +121,10 @@ def org_delete(org_name):
     """Delete an organization: at once when it holds no packages, else only with its name typed."""
     require_admin()
     org = visible_org(org_name)
-    orgs.delete(org, confirm=(request.form.get("confirm") or "").strip(), actor=actor())
+    try:
+        orgs.delete(org, confirm=(request.form.get("confirm") or "").strip(), actor=actor())
+    except Invalid as exc:
+        return _form_failed(functools.partial(org_page, org), exc, "confirm")
     flash(f"Organization {org.name} deleted.", "info")
     return redirect(url_for("webui.index"))
 
@@ -149,7 +152,10 @@ def member_add(org_name):
 @login_required
 def member_role(org_name, username):
     org = visible_org(org_name, permissions.ADMIN)
-    orgs.set_role(org, accounts.get_user(username), request.form.get("role"), actor=actor())
+    try:
+        orgs.set_role(org, accounts.get_user(username), request.form.get("role"), actor=actor())
+    except (Invalid, NotFound) as exc:
+        return _member_refused(org, username, exc)
     flash(f"{username} is now {request.form.get('role')}.", "info")
     return redirect(url_for("webui.org_show", org_name=org.name))
 
@@ -158,9 +164,22 @@ def member_role(org_name, username):
 @login_required
 def member_remove(org_name, username):
     org = visible_org(org_name, permissions.ADMIN)
-    orgs.remove_member(org, accounts.get_user(username), actor=actor())
+    try:
+        orgs.remove_member(org, accounts.get_user(username), actor=actor())
+    except (Invalid, NotFound) as exc:
+        return _member_refused(org, username, exc)
     flash(f"{username} removed.", "info")
     return redirect(url_for("webui.org_show", org_name=org.name))
+
+
+def _member_refused(org, username, exc):
+    """The organization page again with the refusal (the last admin leaving, a member removed
+    meanwhile) next to that member's row, and the role that was chosen still selected."""
+    if isinstance(exc, NotFound):  # a member gone has no row; the name is kept as it is spelled
+        errors = {"members": f"{username} is not a member of {org.name}."}
+    else:
+        errors = forms.action_error(exc, f"member-{username}")
+    return org_page(org, form_errors=errors, form_typed={"member": username, **request.form}), exc.status
 
 
 # Keys are in webui/keys.py, users in webui/users.py.
@@ -174,14 +193,19 @@ def signing_key():
     require_admin()
     if request.method == "POST":
         if request.form.get("confirm") != "rotate":
-            raise Invalid("Validation error(s)", {"confirm": "type rotate to confirm"})
+            return _signing_key_page(form_errors={"confirm": "Type rotate to confirm: every client must then "
+                                                             "trust the new key."},
+                                     form_typed=request.form), 422
         row = create_signing_key(runtime().config, actor=actor())
         registry_builder.rebuild_all(runtime())
         flash(f"New signing key {row.fingerprint}. Every client must re-add the repository with the new "
               "public key.", "info")
         return redirect(url_for("webui.signing_key"))
-    history = list(SigningKey.select().order_by(SigningKey.id.desc()))
-    return render_template("webui/signing_key.html", history=history)
+    return _signing_key_page()
+
+
+def _signing_key_page(**form):
+    return render_template("webui/signing_key.html", history=SigningKey.history(), **form)
 
 
 AUDIT_PAGE = 100
@@ -206,7 +230,11 @@ def _audit_filters():
 @login_required
 def audit_log():
     """Who did what, when, from where, a page at a time (newest first), filtered."""
-    filters = _audit_filters()
+    try:
+        filters = _audit_filters()
+    except Invalid as exc:  # a date that is no date: the filter again, with what was typed
+        return render_template("webui/audit.html", entries=None, args=request.args, older=None, newest=None,
+                               form_errors=forms.field_errors(exc, "since")), exc.status
     before = request.args.get("before", type=int)
     rows = audit.entries(**filters.query(), before_id=before, limit=AUDIT_PAGE + 1)
     args = {k: v for k, v in request.args.items() if k != "before" and v}

@@ -5,9 +5,10 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from appliance import permissions
+from appliance.errors import Conflict, Invalid
 from appliance.ops import outbox, webhooks
 from appliance.routes.keyauth import runtime
-from webui import bp, once
+from webui import bp, forms, once
 from webui.auth import actor
 from webui.views import visible_org
 
@@ -15,16 +16,22 @@ from webui.views import visible_org
 @bp.get("/orgs/<org_name>/webhooks")
 @login_required
 def webhook_list(org_name):
-    org = visible_org(org_name, permissions.ADMIN)
+    return _webhooks_page(visible_org(org_name, permissions.ADMIN))
+
+
+def _webhooks_page(org, **form):
     return render_template("webui/webhooks.html", org=org, hooks=webhooks.list_for(org),
-                           event_types=outbox.EVENT_TYPES)
+                           event_types=outbox.EVENT_TYPES, **form)
 
 
 @bp.post("/orgs/<org_name>/webhooks")
 @login_required
 def webhook_create(org_name):
     org = visible_org(org_name, permissions.ADMIN)
-    hook, secret = webhooks.create(runtime(), org, request.form.get("url"), actor=actor())
+    try:
+        hook, secret = webhooks.create(runtime(), org, request.form.get("url"), actor=actor())
+    except (Invalid, Conflict) as exc:  # a URL refused, one already in the list, too many hooks
+        return _webhooks_page(org, form_errors=forms.field_errors(exc, "url"), form_typed=request.form), exc.status
     once.put("webhook", hook.id, secret)  # shown by the page redirected to, once (post/redirect/get)
     return redirect(url_for("webui.webhook_created", org_name=org.name, hook_id=hook.id), code=303)
 

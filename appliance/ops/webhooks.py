@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appliance import audit
 from appliance.db import write_tx
-from appliance.errors import HexvaultError, Invalid, NotFound
+from appliance.errors import Conflict, HexvaultError, Invalid, NotFound
 from appliance.models import Webhook, WebhookDelivery, WebhookEvent, utcnow
 
 MAX_URL_LENGTH = 2000
@@ -120,6 +120,10 @@ def create(rt, org, url, *, actor=audit.CLI):
     with write_tx():
         if Webhook.select().where(Webhook.organization == org.id).count() >= MAX_HOOKS_PER_ORGANIZATION:
             raise Invalid("Validation error(s)", {"url": f"an organization has at most {MAX_HOOKS_PER_ORGANIZATION} webhooks"})
+        if Webhook.select().where((Webhook.organization == org.id) & (Webhook.url == url)).exists():
+            # A second hook on one URL would deliver every event twice.
+            raise Conflict(f"{url} already receives {org.name}'s events",
+                           {"url": "is already a webhook of this organization"})
         hook = Webhook.create(organization=org, url=url, secret_encrypted=encrypt_secret(rt.app_secret, secret))
         audit.record(actor, "webhook.create", organization=org, target=url)
     return hook, secret
