@@ -2,9 +2,13 @@
 sentence next to the field, never a bare error page."""
 
 import html
+import os
 import re
 
 from appliance import accounts, keys, orgs
+from tests.conftest import ARTIFACTS
+from tests.test_webui_browser import browser, submit  # noqa: F401  (the Chromium fixture)
+from tests.test_webui_browser import pytestmark as needs_chromium
 from tests.webclient import WebSession
 
 
@@ -306,3 +310,45 @@ def test_revoking_a_device_token_that_ended_meanwhile_says_so_under_the_list(hv)
     theirs = web.post(f"/admin/users/admin/tokens/{grant.id}/revoke")
     _refused_on(theirs, 404, "<h1>admin: sessions and tokens</h1>")
     assert _field_error(theirs.text, "tokens").startswith("That token was already revoked or has expired")
+
+
+@needs_chromium
+def test_two_refused_forms_in_chromium_show_the_reason_by_the_field_with_the_input_kept(hv, browser):  # noqa: F811
+    """A real browser submits two forms it lets through (no HTML validation stops them) that the
+    server refuses; the reason is shown right under what was pressed, and what was chosen stays."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _web, _beta, _user = _org_admin(hv)
+    browser.get(hv.url + "/admin/login")
+    browser.find_element(By.NAME, "username").send_keys("orgadmin")
+    browser.find_element(By.NAME, "password").send_keys("orgadmin-password")
+    submit(browser, "form")
+    browser.get(hv.url + "/admin/orgs/beta")
+    row_form = "form[action$='/members/orgadmin/role']"
+    Select(browser.find_element(By.CSS_SELECTOR, f"{row_form} select")).select_by_visible_text("read")
+    submit(browser, row_form)
+    error = browser.find_element(By.ID, "error-member-orgadmin")
+    assert error.is_displayed() and error.text == "You are the last admin of beta: make someone else an admin first."
+    select = browser.find_element(By.CSS_SELECTOR, f"{row_form} select")
+    assert Select(select).first_selected_option.text == "read"
+    _close_below(error, browser.find_element(By.CSS_SELECTOR, "form[action$='/members/orgadmin/remove'] button"))
+    browser.save_screenshot(os.path.join(ARTIFACTS, "forms-01-last-admin-demoted.png"))
+
+    browser.get(hv.url + "/admin/orgs/beta/webhooks")
+    own = f"{hv.url}/hook"
+    browser.find_element(By.NAME, "url").send_keys(own)
+    submit(browser, "form[action$='/webhooks']")
+    error = browser.find_element(By.ID, "error-url")
+    assert error.is_displayed() and error.text.startswith("The URL points at this Hexvault server itself")
+    field = browser.find_element(By.NAME, "url")
+    assert field.get_attribute("value") == own
+    _close_below(error, field)
+    browser.save_screenshot(os.path.join(ARTIFACTS, "forms-02-webhook-refused.png"))
+    assert orgs.role_of(accounts.get_user("orgadmin"), orgs.get("beta")) == "admin"
+
+
+def _close_below(error, control):
+    """The error starts right under (or beside) the control it is about, not somewhere else on the page."""
+    gap = error.location["y"] - (control.location["y"] + control.size["height"])
+    assert -control.size["height"] <= gap <= 40, (error.location, control.location, control.size)
