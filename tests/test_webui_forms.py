@@ -196,7 +196,7 @@ def test_rotating_a_key_from_a_stale_page_says_so_in_its_row(hv):
     mine = keys.get("admin-write", user=hv.admin)
     made_up = web.post(f"/admin/keys/{mine.id}/rotate", {"grace_seconds": "12345"})
     _refused_on(made_up, 422, "<h1>My keys</h1>")
-    assert _field_error(made_up.text, f"key-{mine.id}") == "The grace seconds is not one of the offered choices."
+    assert _field_error(made_up.text, f"key-{mine.id}") == "The grace period is not one of the offered choices."
 
 
 def test_a_webhook_url_refused_or_already_there_comes_back_with_the_url_typed(hv):

@@ -50,7 +50,8 @@ def choice(form, field, allowed, parse=str):
 
 
 # How fields are named in sentences about them.
-_LABELS = {"email": "e-mail address", "full_name": "full name", "url": "URL", "confirm": "confirmation"}
+_LABELS = {"email": "e-mail address", "full_name": "full name", "url": "URL", "confirm": "confirmation",
+           "grace_seconds": "grace period"}
 _PREDICATES = ("must", "has", "is", "are", "can't", "cannot", "should", "points", "does", "needs")
 
 
