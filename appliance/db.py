@@ -20,6 +20,7 @@ names one. Domain code never asks which: it uses ``database``, ``write_tx``, ``l
 
 import contextlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -34,6 +35,17 @@ database = peewee.DatabaseProxy()
 
 _generation = None  # the FileGeneration or DatabaseGeneration of the bound database
 _backend = None  # the SqliteBackend or PostgresqlBackend behind the bound database
+
+
+def _name_connections():
+    """PostgreSQL connections carry the process they belong to (pg_stat_activity, and a test
+    that no session is shared between processes), unless the operator named them (PGAPPNAME)."""
+    if os.environ.get("PGAPPNAME", "hexvault pid ").startswith("hexvault pid "):
+        os.environ["PGAPPNAME"] = f"hexvault pid {os.getpid()}"
+
+
+_name_connections()
+os.register_at_fork(after_in_child=_name_connections)
 
 
 def is_postgresql_url(target):

@@ -26,7 +26,7 @@ from tests.driver import Driver, erlang_package
 from tests.nginxfront import NGINX, NginxFront, free_port, make_tls, share_blobs_with_service, world_dir
 from tests.pgcluster import PostgresCluster
 from tests.procserver import ServerProcess
-from tests.test_workers import wait_for, watcher_holders
+from tests.test_workers import statuses_per_worker, wait_for, watcher_holders
 from tests.webclient import WebSession
 
 
@@ -356,3 +356,24 @@ def test_while_postgresql_is_down_nodes_answer_503_and_afterwards_recover_withou
             db.close_all()
     finally:
         pg.stop()
+
+
+def test_workers_on_postgresql_each_talk_on_sessions_of_their_own(runtime, config, database_url):
+    """The supervisor opens the database before it forks (migrations, repair, warm caches); a
+    connection it kept would be inherited by every worker, which would then read each other's
+    results and share one transaction (and its write lock)."""
+    world = make_world(runtime)
+    database.close()
+    server = ServerProcess(config.data_dir, workers=2).start()
+    try:
+        workers = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids())
+        seen = statuses_per_worker(server, "/repos/acme/names", {"authorization": world["repo_key"]})
+        assert seen == {pid: {200} for pid in workers}
+        with psycopg.connect(database_url) as conn:
+            names = [name for (name,) in conn.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'hexvault pid %%' AND pid <> pg_backend_pid()").fetchall()]
+        owners = {int(name.rsplit(" ", 1)[1]) for name in names} - {os.getpid()}  # this test's own
+        assert owners == set(workers), (owners, workers, server.proc.pid)
+    finally:
+        server.stop()

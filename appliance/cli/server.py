@@ -107,6 +107,9 @@ def serve(ctx, host, port, workers):
     if config.workers == 1:
         run_worker()
         return
+    # No database connection may cross the fork: every worker would talk on the same session,
+    # mixing their queries' results and their transactions (and so the write lock).
+    db.close_all()
     try:
         Supervisor(config.workers, run_worker).run()
     finally:
