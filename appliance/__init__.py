@@ -35,12 +35,14 @@ class OneGenerationPerRequest:
         self._scope = request_scope
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/healthz":  # liveness asks nothing of the database
+            return self.app(environ, start_response)
         with self._scope():
             return self.app(environ, start_response)
 
 
 def create_app(config=None, runtime=None):
-    from flask import Flask, redirect, url_for
+    from flask import Flask, redirect, request, url_for
 
     from appliance import db, events, sessions
     from appliance.config import load_config
@@ -84,6 +86,10 @@ def create_app(config=None, runtime=None):
         # One SQLite connection per waitress worker thread, opened on first use and kept:
         # reconnecting per request would re-run the pragmas on every GET. A database server that
         # is away fails the request's own queries (503); /healthz and /readyz still answer.
+        # Liveness asks nothing of the database, not even a connection (a frozen server would
+        # hold the thread until connect_timeout).
+        if request.path == "/healthz":
+            return
         try:
             database.connect(reuse_if_open=True)
         except Exception as exc:

@@ -53,8 +53,10 @@ def is_postgresql_url(target):
 
 
 def without_password(url):
-    """A database URL fit for messages and logs."""
-    return re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
+    """A database URL fit for messages and logs: the password masked, in the user part or as a
+    ``password=`` parameter."""
+    url = re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def init_database(target, state_dir=None, busy_timeout_ms=SQLITE_PRAGMAS["busy_timeout"]):
@@ -205,7 +207,7 @@ class JSONField(peewee.TextField):
 
 
 def generation():
-    """A number that changes after every committed write, in any process (and, on PostgreSQL,
+    """A value that changes after every committed write, in any process (and, on PostgreSQL,
     any node) using this database.
 
     Caches of authentication data compare it on every request (see lookupcache.py), so reading it

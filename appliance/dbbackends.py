@@ -159,6 +159,12 @@ class SqliteBackend:
         return Held(fh.close)
 
 
+# libpq's TCP settings for every connection: a server gone silent is noticed within about
+# idle + interval * count seconds, and data it never acknowledges fails after tcp_user_timeout.
+TCP_TIMEOUTS = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+                    tcp_user_timeout=10_000)
+
+
 class PostgresqlBackend:
     name = "postgresql"
     lock_dir = None
@@ -169,7 +175,11 @@ class PostgresqlBackend:
         self.busy_timeout_ms = int(busy_timeout_ms)
         # Each waitress thread keeps the connection it took (as it does with SQLite); the pool
         # is what lets close_all reach the connections of other threads.
-        self.db = PooledPostgresqlDatabase(url, prefer_psycopg3=True, max_connections=None)
+        # A server that stops answering (a cut network, a frozen host) fails queries after a
+        # bounded time instead of holding request threads forever (libpq's TCP settings; a unix
+        # socket ignores them).
+        self.db = PooledPostgresqlDatabase(url, prefer_psycopg3=True, max_connections=None, connect_timeout=10,
+                                           **TCP_TIMEOUTS)
 
     def close_all(self):
         self.db.close_all()
@@ -242,20 +252,19 @@ class PostgresqlBackend:
     def dump(self, path, read):
         if read is None:
             # pg_dump's own snapshot (a pre-migration copy: the caller holds the write lock).
-            _pg_tool("pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={path}",
-                     f"--dbname={self.url}")
+            _pg_tool(self.url, "pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={path}")
             return None
         self.db.connect(reuse_if_open=True)
         with self.db.atomic(isolation_level="REPEATABLE READ"):
             # pg_dump works in the snapshot this transaction exports, so ``read`` sees its state.
             snapshot = self.db.execute_sql("SELECT pg_export_snapshot()").fetchone()[0]
-            _pg_tool("pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}",
-                     f"--file={path}", f"--dbname={self.url}")
+            _pg_tool(self.url, "pg_dump", "--format=custom", "--no-owner", "--no-privileges",
+                     f"--snapshot={snapshot}", f"--file={path}")
             return read() if read is not None else None
 
     def load(self, path):
-        _pg_tool("pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
-                 f"--dbname={self.url}", str(path))
+        _pg_tool(self.url, "pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
+                 str(path))
 
     def try_lock(self, name):
         import psycopg
@@ -264,7 +273,7 @@ class PostgresqlBackend:
         # request threads do with theirs; it goes with the process (or node) that holds it.
         # Named, so pg_stat_activity shows which process holds it.
         conn = psycopg.connect(self.url, autocommit=True, application_name=f"hexvault {name} pid {os.getpid()}",
-                               connect_timeout=10, **LOCK_SESSION_TCP)
+                               connect_timeout=10, **TCP_TIMEOUTS)
         try:
             # The server ends (and so unlocks) a session whose node went silent after about
             # idle + interval * count seconds; the holder, probing every few seconds with a bounded
@@ -280,10 +289,6 @@ class PostgresqlBackend:
         return None
 
 
-# Keepalives of the connections that hold try_lock's session locks (libpq parameters; a unix
-# socket ignores them).
-LOCK_SESSION_TCP = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
-                        tcp_user_timeout=10_000)
 LOCK_SESSION_SERVER = dict(tcp_keepalives_idle=10, tcp_keepalives_interval=5, tcp_keepalives_count=3)
 
 
@@ -295,11 +300,19 @@ def _answers(conn):
         return False
 
 
-def _pg_tool(name, *args):
-    """Run pg_dump/pg_restore (Debian's postgresql-client); its error is the message."""
+def _pg_tool(url, name, *args):
+    """Run pg_dump/pg_restore (Debian's postgresql-client) on the database ``url`` names; its
+    error is the message. The password goes in the environment (PGPASSWORD), not on the command
+    line, where every local user could read it (ps)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     if shutil.which(name) is None:
         raise DatabaseToolMissing(f"{name} is not installed; install PostgreSQL's client tools "
                                   "(Debian: apt-get install postgresql-client)")
-    done = subprocess.run([name, *args], capture_output=True, text=True)
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = dict(os.environ, PGPASSWORD=str(password)) if password is not None else None
+    done = subprocess.run([name, f"--dbname={make_conninfo(**params)}", *args], capture_output=True, text=True,
+                          env=env)
     if done.returncode != 0:
         raise DatabaseToolFailed(f"{name} failed: {done.stderr.strip()[-500:]}")

@@ -69,8 +69,10 @@ class DatabaseGeneration:
     read every time."""
 
     _READ = "SELECT value FROM meta WHERE key = 'generation'"
-    _BUMP = ("INSERT INTO meta (key, value) VALUES ('generation', '1') ON CONFLICT (key) "
-             "DO UPDATE SET value = (CAST(meta.value AS BIGINT) + 1)::text")
+    # A fresh random value, not a count: after a failover to a replica that missed the last
+    # commits, a count would repeat values some node's cache is already labelled with.
+    _BUMP = ("INSERT INTO meta (key, value) VALUES ('generation', md5(random()::text || clock_timestamp()::text)) "
+             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
 
     def __init__(self, backend):
         self._db = backend.db
@@ -100,7 +102,7 @@ class DatabaseGeneration:
         for attempt in (1, 2):
             try:
                 row = self._db.execute_sql(self._READ).fetchone()
-                return int(row[0]) if row else 0
+                return row[0] if row else ""
             except (peewee.OperationalError, peewee.InterfaceError) as exc:
                 refusal = self._backend.unavailable(exc)  # drops the dead connection
                 if refusal is None:

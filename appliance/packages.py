@@ -201,7 +201,7 @@ def publish(rt, org, data, *, replace=False, expected_name=None, actor=audit.CLI
         audit.record(actor, "release.publish" if created else "release.replace", organization=org,
                      target=f"{name} {version}", checksum=outer_hex)
     try:
-        registry_builder.update(rt, org)
+        registry_builder.after_commit(rt, org)
     except InsufficientStorage as exc:
         # Committed, so not "nothing was stored": its pending build is redone by the next change in
         # the organization, `hexvault check --repair` or a restart, once there is space.
@@ -252,7 +252,7 @@ def revert(rt, org, name, version, *, actor=audit.CLI):
             Package.update(updated_at=utcnow()).where(Package.id == package.id).execute()
         _mark_dirty(org, name)
         audit.record(actor, "release.revert", organization=org, target=f"{name} {version}")
-    registry_builder.update(rt, org)
+    registry_builder.after_commit(rt, org)
     _delete_unreferenced(rt, tarball_key(release.outer_checksum), Release.outer_checksum, release.outer_checksum)
     if release.docs_checksum:
         _delete_unreferenced(rt, docs_key(release.docs_checksum), Release.docs_checksum, release.docs_checksum)
@@ -270,7 +270,7 @@ def retire(rt, org, name, version, reason, message=None, *, actor=audit.CLI):
         _mark_dirty(org, name)
         audit.record(actor, "release.retire", organization=org, target=f"{name} {version}",
                      reason=reason, message=message or None)
-    registry_builder.update(rt, org)
+    registry_builder.after_commit(rt, org)
 
 
 def unretire(rt, org, name, version, *, actor=audit.CLI):
@@ -280,7 +280,7 @@ def unretire(rt, org, name, version, *, actor=audit.CLI):
             .where(Release.id == release.id).execute()
         _mark_dirty(org, name)
         audit.record(actor, "release.unretire", organization=org, target=f"{name} {version}")
-    registry_builder.update(rt, org)
+    registry_builder.after_commit(rt, org)
 
 
 def upload_docs(rt, org, name, version, data, *, actor=audit.CLI):

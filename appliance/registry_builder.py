@@ -20,9 +20,9 @@ import functools
 import logging
 import time
 
-from appliance import events
+from appliance import db, events
 from appliance.db import write_tx
-from appliance.errors import Busy, InsufficientStorage
+from appliance.errors import Busy, DatabaseUnavailable, InsufficientStorage
 from appliance.models import Organization, Package, PendingBuild, Release, Requirement
 from appliance.ops import disk
 from appliance.protocol import registry, versions
@@ -203,12 +203,28 @@ def update(rt, org):
             try:
                 with write_tx():
                     PendingBuild.delete().where(PendingBuild.id.in_(done)).execute()
-            except Busy:
+            except (Busy, DatabaseUnavailable):
                 # The files are written; the change that queued them has committed and must not be
                 # reported as failed. Rows left behind only make the next build (or start-up) redo this.
                 log.warning("registry of %s rebuilt, but its pending rows stay until the next build: "
-                            "database busy", org.name)
+                            "database busy or away", org.name)
         return failed
+
+
+def after_commit(rt, org):
+    """``update`` for a change that has just committed. The change stands whatever the build
+    meets: a database that became busy or went away meanwhile is logged, not reported as the change
+    failing ("nothing was changed" would be false); its pending rows are finished by the sweep of
+    pending builds, the next change or a restart. A full disk still raises, for the caller to say
+    what was stored."""
+    try:
+        return update(rt, org)
+    except Exception as exc:
+        if not isinstance(exc, (Busy, DatabaseUnavailable)) and db.unavailable(exc) is None:
+            raise
+        log.warning("registry of %s not rebuilt after a committed change (%s); its pending build is "
+                    "finished later", org.name, exc)
+        return {}
 
 
 @_timed("full")

@@ -184,6 +184,8 @@ def waitress_options(config):
                    asyncore_use_poll=True)
     if config.trusted_proxy:
         address = "*" if config.trusted_proxy is True else config.trusted_proxy
+        if ":" in config.host and "." in address:
+            address = f"::ffff:{address}"  # how an IPv6 (dual-stack) socket names an IPv4 peer
         options.update(trusted_proxy=address, trusted_proxy_headers={"x-forwarded-for"}, trusted_proxy_count=1)
     return options
 

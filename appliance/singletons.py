@@ -56,7 +56,7 @@ class Singleton:
             held = self._acquire()
             if held is None:
                 return
-            log.info("this process runs the %s", self.name)
+            log.info("this process now runs the %s duty", self.name)
             try:
                 stop = self._start()
                 try:
@@ -67,6 +67,9 @@ class Singleton:
                             break
                 finally:
                     stop()
+            except Exception:  # the duty must outlive one failure: give the lock back and try again
+                log.exception("the %s duty failed", self.name)
+                self._stop.wait(self.retry_seconds)
             finally:
                 held.release()
 

@@ -62,3 +62,33 @@ def test_a_busy_port_is_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use; stop what uses it "
                       "or choose another port (--port, or port in the config file)"]
+
+
+def test_an_unreachable_postgresql_is_one_line_naming_it_without_its_password(tmp_path):
+    """PostgreSQL down or the URL wrong: every command says so in one line (the URL with its
+    password masked, and what libpq answered), never a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "secret_key").write_text("an initialized data directory\n")
+    url = f"postgresql://hexvault:s3cret-pw@/hexvault?host={tmp_path}/no-server&port=5432"
+    env = {"HEXVAULT_DATA_DIR": str(data), "HEXVAULT_CONFIG": "", "HEXVAULT_DATABASE_URL": url,
+           "PATH": "/usr/bin:/bin"}
+    for command in (["org", "list"], ["migrate"], ["check"], ["serve", "--port", "0"]):
+        result = subprocess.run([sys.executable, "-m", "appliance", *command], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 1, command
+        assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr + result.stdout, command
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, (command, result.stderr)
+        assert errors[0].startswith("error: cannot reach the database postgresql://hexvault:***@/hexvault?"), errors
+        assert "no-server/.s.PGSQL.5432" in errors[0]
+
+
+def test_show_config_masks_a_database_password_in_either_spelling(tmp_path):
+    for url in ("postgresql://hexvault:s3cret-pw@db.corp/hexvault",
+                "postgresql://hexvault@db.corp/hexvault?sslmode=require&password=s3cret-pw"):
+        result = subprocess.run([sys.executable, "-m", "appliance", "show-config"], capture_output=True, text=True,
+                                env={"HEXVAULT_DATA_DIR": str(tmp_path), "HEXVAULT_CONFIG": "",
+                                     "HEXVAULT_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "s3cret-pw" not in result.stdout and "***" in result.stdout

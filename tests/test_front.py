@@ -268,3 +268,15 @@ def test_without_a_company_ca_there_is_no_ca_file_and_no_ca_step(hv):
     env = {"HEXVAULT_DATA_DIR": str(config.data_path), "HEXVAULT_CONFIG": ""}
     text = CliRunner().invoke(main, ["org", "client-setup", "acme"], env=env).output
     assert "hexvault-ca.pem" not in text and "curl -fsS -o acme.pem" in text
+
+
+def test_the_site_reaches_a_hexvault_listening_on_every_address_on_loopback():
+    """`host = "0.0.0.0"` (or "::") is where Hexvault listens, not an address nginx can connect
+    to: the site names loopback instead, bracketed for IPv6; nginx accepts it."""
+    tls = make_tls(world_dir("hvfrontaddr") / "tls")
+    for host, upstream in (("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("10.0.0.2", "10.0.0.2"),
+                           ("fe80::1", "[fe80::1]")):
+        config = load_config(environ={}, data_dir=str(world_dir("hvfrontaddr") / "data"), host=host, port=8123,
+                             base_url="https://hex.corp")
+        site = NginxFront(config, None, tls).site
+        assert f"server {upstream}:8123 max_fails=1 fail_timeout=5s;" in site, site[:400]

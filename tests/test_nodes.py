@@ -8,6 +8,7 @@ node's change and the other node's very next request.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -303,10 +304,12 @@ def test_behind_nginx_two_nodes_serve_as_one_and_go_on_when_one_dies(database_ur
         db.close_all()
 
 
-def test_while_postgresql_is_down_nodes_answer_503_and_afterwards_recover_without_a_restart(tmp_path, monkeypatch):
-    """An outage (a restart, a failover) cuts every connection: requests get a clear 503 meanwhile,
-    and once PostgreSQL answers again every node serves on the very next request."""
-    pg = PostgresCluster().start()  # its own, so stopping it disturbs no other test
+@pytest.fixture
+def own_postgresql(tmp_path, monkeypatch):
+    """Two nodes on a PostgreSQL of their own, so a test may stop it without disturbing others:
+    (cluster, config, runtime, world, nodes)."""
+    pg = PostgresCluster().start()
+    nodes = []
     try:
         url = pg.create_database()
         monkeypatch.setenv("HEXVAULT_DATABASE_URL", url)
@@ -316,46 +319,111 @@ def test_while_postgresql_is_down_nodes_answer_503_and_afterwards_recover_withou
         database.connect(reuse_if_open=True)
         world = make_world(runtime)
         db.close_all()
-        nodes = [ServerProcess(config.data_dir, env={"HEXVAULT_THREADS": "2"}).start() for _ in range(2)]
-        try:
-            drivers = [Driver(node.url, runtime, **world) for node in nodes]
-            for hv in drivers:  # every thread of both nodes holds a connection now
-                for _ in range(4):
-                    assert hv.repo("names").status_code == 200
-
-            # A restart nobody saw: the first request on each thread finds its connection dead
-            # and is served on a new one.
-            pg.pause()
-            pg.resume()
-            for hv in drivers:
-                for _ in range(4):
-                    assert hv.repo("names").status_code == 200
-
-            pg.pause()
-            for hv in drivers:
-                down = hv.repo("names")
-                assert down.status_code == 503 and "database is unavailable" in down.text
-                assert down.headers["Retry-After"] == "5"
-                refused = hv.publish(erlang_package("during", "1.0.0"))
-                assert refused.status_code == 503 and refused.term["message"].startswith("the database is unavailable")
-                assert WebSession(hv.url).login().status_code == 503
-                assert requests.get(f"{hv.url}/healthz", timeout=10).status_code == 200  # the process lives
-                ready = requests.get(f"{hv.url}/readyz", timeout=10)
-                assert ready.status_code == 503 and ready.json()["checks"]["database"]["status"] == "fail"
-
-            pg.resume()
-            for n, hv in enumerate(drivers):
-                for _ in range(4):  # each thread's connection died with the server; none fails
-                    assert hv.repo("names").status_code == 200
-                assert hv.publish(erlang_package(f"after{n}", "1.0.0")).status_code == 201
-            database.connect(reuse_if_open=True)
-            assert check.run(runtime) == []
-        finally:
-            for node in nodes:
-                node.stop()
-            db.close_all()
+        env = {"HEXVAULT_THREADS": "2", "HEXVAULT_PENDING_BUILD_SWEEP": "0.3"}
+        nodes = [ServerProcess(config.data_dir, env=env).start() for _ in range(2)]
+        yield pg, config, runtime, world, nodes
     finally:
+        for node in nodes:
+            node.stop()
+        db.close_all()
         pg.stop()
+
+
+def test_while_postgresql_is_down_nodes_answer_503_and_afterwards_recover_without_a_restart(own_postgresql):
+    """An outage (a restart, a failover) cuts every connection: requests get a clear 503 meanwhile,
+    and once PostgreSQL answers again every node serves on the very next request."""
+    pg, _config, runtime, world, nodes = own_postgresql
+    drivers = [Driver(node.url, runtime, **world) for node in nodes]
+    for hv in drivers:  # every thread of both nodes holds a connection now
+        for _ in range(4):
+            assert hv.repo("names").status_code == 200
+
+    # A restart nobody saw: the first request on each thread finds its connection dead
+    # and is served on a new one.
+    pg.pause()
+    pg.resume()
+    for hv in drivers:
+        for _ in range(4):
+            assert hv.repo("names").status_code == 200
+
+    pg.pause()
+    for hv in drivers:
+        down = hv.repo("names")
+        assert down.status_code == 503 and "database is unavailable" in down.text
+        assert down.headers["Retry-After"] == "5"
+        refused = hv.publish(erlang_package("during", "1.0.0"))
+        assert refused.status_code == 503 and refused.term["message"].startswith("the database is unavailable")
+        assert WebSession(hv.url).login().status_code == 503
+        assert requests.get(f"{hv.url}/healthz", timeout=10).status_code == 200  # the process lives
+        ready = requests.get(f"{hv.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["checks"]["database"]["status"] == "fail"
+
+    pg.resume()
+    for n, hv in enumerate(drivers):
+        for _ in range(4):  # each thread's connection died with the server; none fails
+            assert hv.repo("names").status_code == 200
+        assert hv.publish(erlang_package(f"after{n}", "1.0.0")).status_code == 201
+    database.connect(reuse_if_open=True)
+    assert check.run(runtime) == []
+
+
+def test_a_publish_committed_before_an_outage_is_acknowledged_and_built_after_it(own_postgresql):
+    """The database goes away between a publish's commit and its registry build: the release is
+    stored, so the client hears 201 (not "nothing was changed"), and the build is finished once
+    the database is back, by the sweep of pending builds."""
+    pg, config, runtime, world, nodes = own_postgresql
+    a, b = (Driver(node.url, runtime, **world) for node in nodes)
+    answer = []
+    with psycopg.connect(config.database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_id("registry-acme"),))
+        published = threading.Thread(target=lambda: answer.append(a.publish(erlang_package("late", "1.0.0"))))
+        published.start()
+        assert wait_for(lambda: holder.execute("SELECT count(*) FROM pending_build").fetchone()[0] == 1)
+        pg.pause()  # the build waiting for the lock loses its connection
+        published.join(timeout=60)
+    assert answer[0].status_code == 201, answer[0].text
+    pg.resume()
+    assert wait_for(lambda: _versions_or_none(b, "late") == ["1.0.0"], seconds=60)
+    database.connect(reuse_if_open=True)
+    assert check.run(runtime) == []
+
+
+def _versions_or_none(driver, name):
+    response = driver.repo(f"packages/{name}")
+    return versions_on(driver, name) if response.status_code == 200 else None
+
+
+def test_liveness_answers_while_postgresql_is_frozen(own_postgresql):
+    """A database that stops answering without closing anything (a frozen host): /healthz asks
+    nothing of it, so a supervisor does not restart healthy nodes for it."""
+    pg, _config, runtime, world, nodes = own_postgresql
+    for node in nodes:
+        assert Driver(node.url, runtime, **world).repo("names").status_code == 200
+    frozen = _cluster_pids(pg.proc.pid)
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for node in nodes:
+            for _ in range(4):
+                assert requests.get(f"{node.url}/healthz", timeout=10).status_code == 200
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    for node in nodes:
+        assert Driver(node.url, runtime, **world).repo("names").status_code == 200
+
+
+def _cluster_pids(postmaster):
+    pids, todo = [], [postmaster]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as fh:
+                todo.extend(int(child) for child in fh.read().split())
+        except FileNotFoundError:
+            pass
+    return pids
 
 
 def test_workers_on_postgresql_each_talk_on_sessions_of_their_own(runtime, config, database_url):

@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from appliance import serving
 from appliance.config import load_config
 
 
@@ -63,3 +64,12 @@ def test_200_idle_connections_do_not_stop_an_authorized_fetch(hv):
         for sock in sockets:
             sock.close()
 
+
+
+def test_a_trusted_proxy_address_is_spelled_as_an_ipv6_socket_sees_it():
+    """Listening on "::" (dual-stack), an IPv4 front connects as ::ffff:a.b.c.d; waitress compares
+    addresses as text, so the configured IPv4 address must be given in that form."""
+    for host, trusted, expected in (("127.0.0.1", "10.0.0.10", "10.0.0.10"), ("::", "10.0.0.10", "::ffff:10.0.0.10"),
+                                    ("::", "fd00::10", "fd00::10"), ("127.0.0.1", True, "*")):
+        config = load_config(environ={}, host=host, trusted_proxy=trusted)
+        assert serving.waitress_options(config)["trusted_proxy"] == expected

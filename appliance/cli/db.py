@@ -8,7 +8,7 @@ pending with ``--dry-run``.
 import click
 
 from appliance import migrations
-from appliance.cli.group import command, fail, main
+from appliance.cli.group import command, fail, fail_if_unreachable, main
 from appliance.db import database
 from appliance.errors import HexvaultError
 
@@ -30,6 +30,9 @@ def migrate(ctx, dry_run):
                 current, todo = outcome.version, outcome.applied
     except HexvaultError as exc:
         fail(exc.message)
+    except Exception as exc:
+        fail_if_unreachable(ctx.config, exc)
+        raise
     if dry_run:
         for migration in todo:
             click.echo(f"pending {migration.name}: {migration.summary}")

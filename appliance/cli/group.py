@@ -6,10 +6,12 @@ import sys
 
 import click
 
-from appliance.version import __version__
+from appliance import db
 from appliance.config import find_config_file, load_config
 from appliance.db import database
+from appliance.dbbackends import driver_error
 from appliance.errors import HexvaultError
+from appliance.version import __version__
 
 
 class Context:
@@ -41,6 +43,14 @@ def fail(message):
     sys.exit(1)
 
 
+def fail_if_unreachable(config, exc):
+    """Exit with one line when ``exc`` says PostgreSQL cannot be reached: what libpq said,
+    without the password; return for any other error."""
+    if db.unavailable(exc) is not None:
+        reason = " ".join(str(driver_error(exc)).split())
+        fail(f"cannot reach the database {db.without_password(config.database_url)}: {reason}")
+
+
 def command(group, *args, **kwargs):
     """A subcommand that opens the database and turns HexvaultError into one error line."""
 
@@ -56,6 +66,9 @@ def command(group, *args, **kwargs):
             except HexvaultError as exc:
                 details = "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
                 fail(exc.message + (f" ({details})" if details else ""))
+            except Exception as exc:
+                fail_if_unreachable(ctx.config, exc)
+                raise
 
         return wrapper
 

@@ -7,7 +7,7 @@ import shutil
 import click
 
 from appliance import accounts, clientsetup, db, orgs, registry_builder
-from appliance.cli.group import fail, main
+from appliance.cli.group import fail, fail_if_unreachable, main
 from appliance.cli.keys import new_key
 from appliance.config import describe
 from appliance.db import database
@@ -86,7 +86,11 @@ def serve(ctx, host, port, workers):
         sock = listen(config.host, config.port)
     except HexvaultError as exc:
         fail(exc.message)
-    except OSError as exc:  # the port is taken, or the address is not this machine's: one line
+    except Exception as exc:
+        fail_if_unreachable(config, exc)
+        if not isinstance(exc, OSError):
+            raise
+        # the port is taken, or the address is not this machine's: one line
         fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; stop what uses it "
              "or choose another port (--port, or port in the config file)")
     # waitress warns "Task queue depth is N" on every queued request under load; that is

@@ -92,6 +92,15 @@ def _fill(template, values):
     return template
 
 
+def _own_address(config):
+    """Hexvault's own host:port as nginx on this machine reaches it (a wildcard listen address
+    is reached on loopback; an IPv6 address is bracketed)."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(config.host, config.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{config.port}"
+
+
 def render_site(config, *, cert, key, server_name, https_listen="443", http_listen="80", upstream=None):
     """The nginx site for ``config``'s data directory and limits. ``cert``/``key`` are PEM paths
     nginx reads; ``upstream`` is one host:port or a list of them (several nodes), by default
@@ -99,7 +108,7 @@ def render_site(config, *, cert, key, server_name, https_listen="443", http_list
     if not config.external_url.startswith("https://"):
         raise ConfigError(f"base_url must be an https:// URL behind the TLS front (it is {config.external_url})")
     upstreams = [upstream] if isinstance(upstream, str) else list(upstream or ())
-    upstreams = upstreams or [f"{config.host}:{config.port}"]
+    upstreams = upstreams or [_own_address(config)]
     for label, value in (("certificate", cert), ("key", key), ("server name", server_name),
                          *(("upstream", u) for u in upstreams)):
         if not value or any(c in str(value) for c in " ;{}'\"\n\t$"):

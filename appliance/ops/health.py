@@ -7,10 +7,10 @@
 - storage: a file can be created and written in the blob directory.
 - disk: free space on the data directory's disk is above the disk guard's reserve. Below it the
   node refuses writes (507) but serves every read, so it stays in the pool: "degraded".
-- registry: no registry build has been pending for more than PENDING_GRACE seconds. A build
-  left pending though its package builds (a process died between commit and rebuild) means
-  clients read a stale registry: "fail" until `hexvault registry rebuild` or a restart writes
-  it. Packages the registry cannot build at all (registry_builder.failing_packages) stay pending
+- registry: no registry build has been pending for longer than ``pending_grace`` (by default
+  50 s: the sweep of pending builds finishes what a process that died between commit and
+  rebuild left within that). One pending longer though its package builds means clients read a
+  stale registry: "fail" until `hexvault registry rebuild` writes it. Packages the registry cannot build at all (registry_builder.failing_packages) stay pending
   by design, and only they are stale: "degraded" (`hexvault check --repair` quarantines them).
 
 The node is ready (HTTP 200) unless a check fails (HTTP 503); the overall status is the worst one.
@@ -28,6 +28,16 @@ from appliance.models import Meta, Organization, PendingBuild
 from appliance.ops import disk
 
 PENDING_GRACE = 15.0  # seconds; a publish's rebuild takes milliseconds, a full rebuild of 10,000 packages ~10 s
+# How long another node may take to hold the pending-build sweep after the machine running it
+# went silent: PostgreSQL ends that session after about 25 s (dbbackends.LOCK_SESSION_SERVER).
+SWEEP_TAKEOVER_SECONDS = 30.0
+
+
+def pending_grace(config):
+    """How long a build may stay pending before readiness fails: long enough for the sweep of
+    pending builds (two looks, after a takeover) to finish what a dead process left, since the
+    rows live in the database every node reports on, and all of them would fail together."""
+    return max(PENDING_GRACE, 2 * config.pending_build_sweep + SWEEP_TAKEOVER_SECONDS)
 STATUSES = ("ok", "degraded", "fail")
 log = logging.getLogger("hexvault")
 
@@ -90,7 +100,8 @@ def _registry(rt, watch):
         stuck += len(by_org[org.id] - failing.keys())
     if stuck:
         return Check("fail", f"registry files of {stuck} package(s) waiting to be written for more than "
-                             f"{watch.grace:.0f} s; run `hexvault registry rebuild` or restart the server")
+                             f"{watch.grace:.0f} s, though they are swept every few seconds; see the log, "
+                             "then run `hexvault registry rebuild`")
     if unbuildable:
         return Check("degraded", f"{unbuildable} package(s) cannot be built into the registry; see `hexvault check`")
     return Check("ok")

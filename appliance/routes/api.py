@@ -7,7 +7,7 @@ mix sends that literal). Views parse, call one service, and render.
 
 from flask import Blueprint, Response, request
 
-from appliance import audit, keys, orgs, packages, permissions
+from appliance import audit, db, keys, orgs, packages, permissions
 from appliance.errors import Forbidden, Invalid, InvalidTarball, NotFound, UnsupportedMediaType
 from appliance.models import Package
 from appliance.routes import serializers
@@ -166,10 +166,17 @@ def _publish(repo, expected_name):
     release, created = packages.publish(runtime(), org, _upload_body(), replace=_flag("replace", True),
                                         expected_name=expected_name, actor=actor(principal),
                                         publisher=principal.user)
-    release = packages.get_release(org, release.package.name, release.version)
-    return _render_release(org, release, status=201 if created else 200,
-                           headers={"Location": serializers._urls(base_url(), org, release.package.name,
-                                                                  release.version)[0]})
+    name, version, status = release.package.name, release.version, 201 if created else 200
+    url, html_url, _docs = serializers._urls(base_url(), org, name, version)
+    try:
+        release = packages.get_release(org, name, version)
+        return _render_release(org, release, status=status, headers={"Location": url})
+    except Exception as exc:
+        if db.unavailable(exc) is None:
+            raise
+        # Committed before the database went away: the client must hear that it is stored.
+        return render({"name": name, "version": version, "checksum": release.outer_checksum, "url": url,
+                       "html_url": html_url}, status=status, headers={"Location": url})
 
 
 @route("/packages/<name>/releases", methods=["POST"])

@@ -15,7 +15,8 @@ WATCH = "hexvault.pending_watch"  # app.extensions key of the app's health.Pendi
 
 @bp.record_once
 def _watch_pending_builds(state):
-    state.app.extensions.setdefault(WATCH, health.PendingWatch())
+    config = state.app.extensions["hexvault"].config
+    state.app.extensions.setdefault(WATCH, health.PendingWatch(grace=health.pending_grace(config)))
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
