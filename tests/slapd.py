@@ -5,7 +5,6 @@ LDIF with slapadd, stopped by PID. /work/shared/test-services.md §2 is the reci
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -116,17 +115,19 @@ class Slapd:
                        check=True, capture_output=True, **self._as_service(None))
         self.proc = subprocess.Popen([SLAPD, "-f", str(d / "slapd.conf"), "-h", self.url + "/", "-d", "0"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **self._as_service(None))
+        # Ready means what the tests need: StartTLS and a bind answer. An open port alone is not
+        # enough on a loaded machine (a StartTLS right after it was refused with operationsError).
         stop_at = time.monotonic() + deadline
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"slapd exited: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                self.admin().unbind()
                 return self
-            except OSError:
+            except Exception as exc:  # not listening yet, or TLS not answering yet
                 if time.monotonic() > stop_at:
-                    raise RuntimeError("slapd did not start listening") from None
-                time.sleep(0.02)
+                    raise RuntimeError(f"slapd did not answer StartTLS and a bind: {exc}") from None
+                time.sleep(0.05)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -148,9 +149,13 @@ class Slapd:
 
         tls = ldap3.Tls(ca_certs_file=str(self.tls.ca_cert), validate=ssl.CERT_REQUIRED)
         conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=self.port, tls=tls), ROOT_DN, ROOT_PASSWORD)
-        conn.open()
-        conn.start_tls()
-        assert conn.bind(), conn.result
+        try:
+            conn.open()
+            conn.start_tls()
+            assert conn.bind(), conn.result
+        except BaseException:
+            conn.unbind()  # closes the socket of a connection that got nowhere
+            raise
         return conn
 
     def set_members(self, cn, members):
