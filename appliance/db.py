@@ -116,15 +116,16 @@ def backend_name():
 
 
 @contextlib.contextmanager
-def write_tx():
+def write_tx(announce=True):
     """A write transaction holding the single write lock from its first statement on (see the
     module docstring); after it commits it bumps the generation and emits the events held for it
     (events.emit_after_commit). A lock not granted within busy_timeout raises errors.Busy (503
     with Retry-After) and a full disk errors.InsufficientStorage (507); either way the
-    transaction is rolled back."""
+    transaction is rolled back. ``announce=False``: a change no cache holds (key last-use times)
+    leaves the generation alone, so every process's caches stay warm."""
     mark = events.transaction_started()
     try:
-        with _backend.write_atomic() as tx:
+        with _backend.write_atomic(bump=announce) as tx:
             yield tx
     except peewee.OperationalError as exc:
         events.transaction_failed(mark)
@@ -136,7 +137,7 @@ def write_tx():
         events.transaction_failed(mark)
         raise
     try:
-        if database.transaction_depth() == 0:
+        if announce and database.transaction_depth() == 0:
             _generation.after_commit()
     finally:
         events.transaction_committed()

@@ -225,13 +225,26 @@ def get_by_id(key_id):
 
 
 def revoke(key, *, actor=audit.CLI):
-    """Revoke a key; revoking one already revoked (twice at once, say) changes and audits nothing."""
+    """Revoke a key, and the secrets it replaced that are still in their rotation grace period
+    (``NAME-rotated-ID``): whoever revokes a key after rotating it (a leaked secret) wants none of
+    its secrets to work. Revoking one already revoked (twice at once, say) changes and audits
+    nothing."""
     now = utcnow()
     with write_tx():
-        if Key.update(revoked_at=now).where((Key.id == key.id) & Key.revoked_at.is_null()).execute():
-            audit.record(actor, "key.revoke", organization=key.organization, target=key.name,
-                         owner=key.owner_name)
+        for row in [key, *_in_grace_predecessors(key)]:
+            if Key.update(revoked_at=now).where((Key.id == row.id) & Key.revoked_at.is_null()).execute():
+                audit.record(actor, "key.revoke", organization=row.organization, target=row.name,
+                             owner=row.owner_name)
     return find_by_id(key.id)
+
+
+def _in_grace_predecessors(key):
+    """The live keys a rotation of ``key`` (or of those) retired with a grace period."""
+    owner = (Key.user == key.user_id) if key.user_id else (Key.organization == key.organization_id)
+    pattern = re.compile(re.escape(key.name) + r"(-rotated-\d+)+")
+    rows = Key.select().where(owner & Key.revoked_at.is_null() & Key.expires_at.is_null(False)
+                              & Key.name.startswith(f"{key.name}-rotated-"))
+    return [row for row in rows if pattern.fullmatch(row.name)]
 
 
 def rotate(app_secret, key, *, grace_seconds=0, actor=audit.CLI):

@@ -11,7 +11,7 @@ import logging
 import threading
 
 from appliance.db import database, write_tx
-from appliance.errors import Busy, InsufficientStorage
+from appliance.errors import Busy, DatabaseUnavailable, InsufficientStorage
 from appliance.models import Key, utcnow
 
 FLUSH_SECONDS = 10.0
@@ -49,11 +49,13 @@ class KeyUses:
         if not batch:
             return 0
         try:
-            with write_tx():
+            # Cached lookups never show last-use times (pages read them from the rows), so this
+            # write does not drop every process's caches, which it would do every FLUSH_SECONDS.
+            with write_tx(announce=False):
                 for key_id, (when, ip, user_agent) in batch.items():
                     self.model.update(last_used_at=when, last_used_ip=ip, last_used_user_agent=user_agent)\
                         .where(self.model.id == key_id).execute()
-        except (Busy, InsufficientStorage) as exc:
+        except (Busy, DatabaseUnavailable, InsufficientStorage) as exc:
             with self._lock:
                 for key_id, use in batch.items():
                     if key_id not in self._pending:  # a use noted meanwhile is newer

@@ -87,6 +87,25 @@ def test_rotate_with_grace_keeps_old_key_until_expiry(world):
         keys.authenticate(rt.app_secret, old)
 
 
+def test_revoking_a_rotated_key_ends_the_grace_of_the_secrets_it_replaced(world):
+    """Rotate (with the default grace), then revoke because the old secret leaked: none of the
+    key's secrets may work afterwards. Other keys, even one named alike, are untouched."""
+    rt = world["rt"]
+    key, first = keys.create(rt.app_secret, "deploy", [["repository", "acme"]], organization=world["acme"])
+    other, other_secret = keys.create(rt.app_secret, "deploy-rotated-x", [["repository", "acme"]],
+                                      organization=world["acme"])
+    second_key, second = keys.rotate(rt.app_secret, key, grace_seconds=86400)
+    third_key, third = keys.rotate(rt.app_secret, second_key, grace_seconds=86400)
+    assert keys.authenticate(rt.app_secret, first) and keys.authenticate(rt.app_secret, second)
+    keys.revoke(third_key)
+    for secret in (first, second, third):
+        with pytest.raises(Unauthenticated):
+            keys.authenticate(rt.app_secret, secret)
+    assert keys.authenticate(rt.app_secret, other_secret).id == other.id
+    revoked = {row.target for row in audit.entries(action="key.revoke")}
+    assert revoked == {"deploy", f"deploy-rotated-{key.id}", f"deploy-rotated-{second_key.id}"}
+
+
 def test_duplicate_names_get_suffixes(world):
     rt = world["rt"]
     names = [keys.create(rt.app_secret, "ci", [["api", None]], user=world["alice"])[0].name for _ in range(3)]

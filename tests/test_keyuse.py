@@ -10,7 +10,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from appliance import keys
+from appliance import db, keys
 from appliance.cli import main
 from appliance.config import load_config
 from appliance.db import database
@@ -101,6 +101,19 @@ def test_uses_noted_during_a_failed_flush_are_not_lost(hv):
     database.connect(reuse_if_open=True)
     assert hv.runtime.key_uses.flush() == 1
     assert Key.get_by_id(key.id).last_used_ip == "10.0.0.2"
+
+
+def test_writing_last_uses_keeps_every_process_cache_warm(hv):
+    """The flush runs every few seconds in every worker of every node; were it to move the
+    generation, each would drop every cached key lookup that often."""
+    key = Key.get(Key.name == "acme-read")
+    before = db.generation()
+    hv.runtime.key_uses.note(key, "10.0.0.9", "ci")
+    assert hv.runtime.key_uses.flush() == 1
+    assert Key.get_by_id(key.id).last_used_ip == "10.0.0.9"
+    assert db.generation() == before
+    keys.revoke(keys.find(hv.runtime.app_secret, hv.repo_key))  # a real change still moves it
+    assert db.generation() != before
 
 
 def test_the_admin_ui_shows_uses_not_yet_written(hv):
