@@ -106,6 +106,12 @@ def initialize(config):
     data = config.data_path
     if is_initialized(config):
         raise NotInitialized(f"{data} is already initialized")
+    if (data / "secret_key").exists():
+        # Written last, so the directory is complete; its database is elsewhere: a PostgreSQL
+        # one (a node sharing the directory without database_url). A new secret and signing key
+        # here would lock every node out of the sessions and registry files made so far.
+        raise NotInitialized(f"{data} is already initialized (it has a secret_key), but its database is not "
+                             f"{config.database_name}; set the database_url it was initialized with")
     # No secret_key means an earlier init was interrupted before it finished: nothing in it is
     # worth keeping, so start over rather than fail on half-created tables.
     for leftover in ("hexvault.db", "hexvault.db-wal", "hexvault.db-shm"):
@@ -129,6 +135,10 @@ def not_initialized_message(config):
     """Which directory was looked at and how to point at another: a wrong directory is far more
     likely than a missing installation, and a second `init` would make a second, empty one."""
     where = config.data_path
+    if (where / "secret_key").exists():  # see initialize
+        return (f"data directory {where} is initialized (it has a secret_key), but its database is not "
+                f"{config.database_name}; set the database_url it was initialized with in "
+                f"{config.source or 'a config file'} or HEXVAULT_DATABASE_URL")
     state = "does not exist" if not where.exists() else "holds no Hexvault database"
     config_file = config.source or "a config file (--config, HEXVAULT_CONFIG or ./hexvault.toml)"
     return (f"data directory {where} is not initialized ({state}); if Hexvault lives elsewhere, set data_dir "
@@ -142,16 +152,20 @@ def open_database(config):
     init_database(config.database_target, state_dir=config.data_path, busy_timeout_ms=config.busy_timeout)
 
 
+def check_schema(config):
+    """Refuse an empty PostgreSQL database beside an initialized data directory (which holds keys
+    and blobs): a wrong database_url, not something to create a fresh schema in. Connected."""
+    if config.database_url and not migrations.schema_version():
+        raise NotInitialized(f"database {config.database_name} holds no Hexvault schema, but "
+                             f"{config.data_dir} is initialized; check database_url "
+                             "(or move a database there with `hexvault db copy`)")
+
+
 def open_runtime(config):
     """The Runtime of an initialized data directory, its schema migrated to this version."""
     open_database(config)
     with database.connection_context():
-        if config.database_url and not migrations.schema_version():
-            # An empty database for a data directory that has keys and blobs: a wrong URL, not
-            # something to create a fresh schema in.
-            raise NotInitialized(f"database {config.database_name} holds no Hexvault schema, but "
-                               f"{config.data_dir} is initialized; check database_url "
-                               "(or move a database there with `hexvault db copy`)")
+        check_schema(config)
         outcome = migrations.upgrade(config)
     if outcome.copy_path:
         log.warning("copied the database (schema version %d) to %s before migrating",

@@ -305,8 +305,10 @@ def test_the_migrate_lock_is_held_while_a_migration_runs(runtime, tmp_path, monk
     assert database.execute_sql('SELECT "held" FROM "probe"').fetchone() == (1,)
 
 
-def run_cli(data_dir, *args):
+def run_cli(data_dir, *args, database_url=None):
     env = {"HEXVAULT_DATA_DIR": str(data_dir), "HEXVAULT_BCRYPT_ROUNDS": "4", "HEXVAULT_CONFIG": ""}
+    if database_url is not None:
+        env["HEXVAULT_DATABASE_URL"] = database_url
     return CliRunner().invoke(main, list(args), env=env)
 
 
@@ -345,6 +347,54 @@ def test_migrate_command_reports_up_to_date(runtime):
 def test_migrate_refuses_an_uninitialized_data_dir(tmp_path):
     result = run_cli(tmp_path / "nothing", "migrate")
     assert result.exit_code == 1 and "not initialized" in result.output and "hexvault init" in result.output
+
+
+# -- a data directory initialized on PostgreSQL, met with another database_url --------------------
+# What a second node (or an upgrade) meets when its config names the wrong database, or none.
+
+def initialized_on_postgresql(postgres, tmp_path):
+    url = postgres.create_database()
+    initialize(load_config(environ={}, data_dir=str(tmp_path / "data"), bcrypt_rounds=4, database_url=url))
+    return tmp_path / "data"
+
+
+def test_migrate_refuses_an_empty_or_unreachable_database_beside_an_initialized_data_dir(postgres, tmp_path):
+    """An empty database is a wrong URL: migrating it from version 0 would give the data directory
+    a schema without its users and signing keys. An unreachable one is one line, no traceback."""
+    data = initialized_on_postgresql(postgres, tmp_path)
+    empty = postgres.create_database()
+    for args in (["migrate"], ["migrate", "--dry-run"], ["org", "list"]):
+        result = run_cli(data, *args, database_url=empty)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output == (f"error: database {empty} holds no Hexvault schema, but {data} is initialized; "
+                                 "check database_url (or move a database there with `hexvault db copy`)\n")
+    with psycopg.connect(empty) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                            ).fetchone() == (0,)
+    unreachable = f"postgresql://hexvault:pw-s3cret@/hexvault?host={tmp_path / 'no-server'}&port=5432"
+    for args in (["migrate"], ["org", "list"]):
+        result = run_cli(data, *args, database_url=unreachable)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.startswith(f"error: cannot reach the database postgresql://hexvault:***@/hexvault"
+                                        f"?host={tmp_path / 'no-server'}&port=5432: "), result.output
+        assert result.output.count("\n") == 1 and "pw-s3cret" not in result.output
+
+
+def test_init_refuses_a_data_dir_initialized_on_postgresql_when_database_url_is_missing(postgres, tmp_path):
+    """A node sharing the data directory without database_url must not make a SQLite database, a
+    new app secret and a new signing key there: every node would lose its sessions and the keys
+    its registry files are signed with."""
+    data = initialized_on_postgresql(postgres, tmp_path)
+    before = {p: p.read_bytes() for p in [data / "secret_key", *(data / "keys").iterdir()]}
+    result = run_cli(data, "init", database_url="")
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"error: {data} is already initialized (it has a secret_key), but its database is not "
+                             f"{data / 'hexvault.db'}; set the database_url it was initialized with\n")
+    result = run_cli(data, "migrate", database_url="")
+    assert result.exit_code == 1 and "set the database_url it was initialized with" in result.output, result.output
+    assert "hexvault init" not in result.output  # the advice for an empty directory would overwrite this one
+    assert {p: p.read_bytes() for p in [data / "secret_key", *(data / "keys").iterdir()]} == before
+    assert not (data / "hexvault.db").exists()
 
 
 def test_new_databases_are_stamped_with_the_newest_version(runtime):

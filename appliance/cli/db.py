@@ -18,11 +18,14 @@ from appliance.errors import HexvaultError
 @click.pass_obj
 def migrate(ctx, dry_run):
     """Apply pending schema migrations (a copy of the database is kept first)."""
-    from appliance.runtime import open_database
+    from appliance.runtime import check_schema, open_database
 
     try:
         open_database(ctx.config)
         with database.connection_context():
+            # Before anything is applied: migrating an empty database from version 0 would give
+            # an initialized data directory a schema without its signing keys and users.
+            check_schema(ctx.config)
             if dry_run:
                 current, todo = migrations.pending(ctx.config)
             else:
