@@ -23,6 +23,9 @@ Development (--dev):
 
   --data-dir DIR      data directory (default: hexvault.toml's, else ./data in the repository)
   --port PORT         port to serve on (default: hexvault.toml's, else 8000)
+  --database-url URL  keep the database in PostgreSQL (postgresql://USER:PASSWORD@HOST/DB, an
+                      empty database) instead of SQLite in the data directory; written to
+                      hexvault.toml if it names no database yet
   --admin NAME        admin user made on first run (default: admin)
   --admin-email ADDR  that admin's e-mail (mix hex.owner list shows owners by e-mail)
   --admin-full-name N that admin's full name (rebar3 hex user whoami shows it)
@@ -45,6 +48,12 @@ Production (as root):
 
   --prefix DIR        installation prefix (default: /opt/hexvault)
   --data-dir DIR      data directory (default: /var/lib/hexvault)
+  --database-url URL  keep the database in PostgreSQL instead of SQLite in the data directory:
+                      postgresql://USER:PASSWORD@HOST/DB, an empty database on the first install.
+                      Several nodes: install each with the same --database-url and a shared
+                      --data-dir; the first initializes both, the others find them initialized
+                      and only migrate (pg_dump, Debian's postgresql-client, copies the database
+                      before a schema change)
   --config-dir DIR    configuration directory (default: /etc/hexvault)
   --user NAME         system user and group the service runs as (default: hexvault)
   --host ADDR         address to listen on (default: 0.0.0.0)
@@ -79,8 +88,8 @@ HTTPS (production; Debian's nginx becomes a TLS front, Hexvault listens on 127.0
   Re-running with a new certificate replaces it and reloads nginx. nginx comes from the
   server's apt sources, or offline from WHEELHOUSE/debs/*.deb (scripts/wheelhouse.sh --with-nginx).
 
-  --host, --port and --base-url are written to the configuration file only when it is
-  first created; edit CONFIG/hexvault.toml afterwards and restart the service.
+  --host, --port, --base-url and --database-url are written to the configuration file only
+  when it is first created; edit CONFIG/hexvault.toml afterwards and restart the service.
 
 Examples:
   ./install.sh --dev
@@ -88,17 +97,22 @@ Examples:
   sudo ./install.sh --wheelhouse ./wheelhouse          # air-gapped server
   sudo ./install.sh --base-url https://hex.corp.example --tls-cert hex.pem --tls-key hex.key
   sudo ./install.sh --tls-self-signed                   # HTTPS with a local CA
+  # each of several nodes: one PostgreSQL database, one shared data directory
+  sudo ./install.sh --database-url "postgresql://hexvault:PASSWORD@db.corp/hexvault" --data-dir /mnt/hexvault
 EOF
 }
 
 say() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+# A database URL fit for messages, as appliance.db.without_password writes it: the password
+# masked, in the user part or as a password= parameter.
+without_password() { printf '%s\n' "$1" | sed -E -e 's#(://[^/:@]*):[^@/]*@#\1:***@#' -e 's#([?&]password=)[^&]*#\1***#g'; }
 
 # --- options ------------------------------------------------------------------------------
 MODE=prod
-DATA_DIR="" PORT="" HOST="" BASE_URL="" WHEELHOUSE="" PYTHON=""
-PREFIX="" CONFIG_DIR="" SVC_USER="" UNIT_DIR="" BIN_DIR=""
+DATA_DIR="" PORT="" HOST="" BASE_URL="" DATABASE_URL="" WHEELHOUSE="" PYTHON=""
+PREFIX="" CONFIG_DIR="" SVC_USER="" UNIT_DIR="" BIN_DIR="" DB_URL=""
 ADMIN=admin ADMIN_EMAIL="" ADMIN_FULL_NAME="" ORG=acme NO_SERVE=0 NO_START=0
 TLS_CERT="" TLS_KEY="" TLS_CA="" TLS_SELF=0 HTTPS_PORT="" HTTP_PORT="" NGINX_DIR="" NGINX_USER=""
 prod_only=() dev_only=()
@@ -114,6 +128,7 @@ while [ "$#" -gt 0 ]; do
         --no-serve) NO_SERVE=1; dev_only+=("$1") ;;
         --no-start) NO_START=1; prod_only+=("$1") ;;
         --data-dir) need_value "$@"; DATA_DIR="$2"; shift ;;
+        --database-url) need_value "$@"; DATABASE_URL="$2"; shift ;;
         --port) need_value "$@"; PORT="$2"; shift ;;
         --host) need_value "$@"; HOST="$2"; shift ;;
         --base-url) need_value "$@"; BASE_URL="$2"; shift ;;
@@ -164,6 +179,10 @@ fi
 [ -z "$TLS_CA" ] || [ "$TLS" = cert ] || die "--tls-ca goes with --tls-cert (--tls-self-signed makes its own CA)"
 [ -z "$TLS_CA" ] || [ -r "$TLS_CA" ] || die "cannot read the CA certificate $TLS_CA"
 [ -n "$ORG" ] || die "--org must not be empty"
+case "$DATABASE_URL" in
+    ""|postgresql://?*|postgres://?*) ;;
+    *) die "--database-url must be a postgresql:// URL, got '$(without_password "$DATABASE_URL")'" ;;
+esac
 INIT_ARGS=(--admin "$ADMIN" --org "$ORG")
 [ -z "$ADMIN_EMAIL" ] || INIT_ARGS+=(--admin-email "$ADMIN_EMAIL")
 [ -z "$ADMIN_FULL_NAME" ] || INIT_ARGS+=(--admin-full-name "$ADMIN_FULL_NAME")
@@ -186,11 +205,44 @@ python_ok() {  # true if $1 runs, is Python >= 3.11 and can make virtualenvs wit
 
 PIP_QUIET=(--quiet --disable-pip-version-check)
 
-check_complete_init() {  # `hexvault init` writes DATA/secret_key last: without it, init was cut short
-    if [ ! -e "$DATA_DIR/secret_key" ]; then
-        warn "$DATA_DIR has hexvault.db but no secret_key: an earlier 'hexvault init' did not finish."
-        warn "If it holds nothing yet, remove $DATA_DIR and run $PROG again."
+# `hexvault init` writes DATA/secret_key last, with SQLite and PostgreSQL alike: with it, the data
+# directory and its database are initialized, and a re-run (an upgrade), or another node sharing
+# the directory and the database, only migrates. Running init there again would be refused.
+is_initialized() { [ -e "$DATA_DIR/secret_key" ]; }
+
+interrupted_init() {  # SQLite's hexvault.db without secret_key: what an init cut short left
+    [ -z "$DB_URL" ] && [ -e "$DATA_DIR/hexvault.db" ] || return 1
+    say "keeping $DATA_DIR/hexvault.db"
+    warn "$DATA_DIR has hexvault.db but no secret_key: an earlier 'hexvault init' did not finish."
+    warn "If it holds nothing yet, remove $DATA_DIR and run $PROG again."
+}
+
+already_initialized() {
+    say "$DATA_DIR is already initialized${DB_URL:+ (database $(without_password "$DB_URL"))}; keeping it"
+}
+
+reconcile_database_url() {  # reconcile_database_url PYTHON [fill]: DB_URL, the database an existing config
+    # names, else (with fill) --database-url's. A config file that already names its database
+    # keeps it: moving one is `hexvault db copy`.
+    local configured
+    configured="$("$1" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("database_url", ""))' "$CONFIG_FILE")" ||
+        die "cannot read $CONFIG_FILE (fix or remove it)"
+    DB_URL="$configured"
+    if [ -z "$configured" ] && [ "${2:-}" = fill ]; then
+        DB_URL="$DATABASE_URL"
+    elif [ -n "$DATABASE_URL" ] && [ "$DATABASE_URL" != "$configured" ]; then
+        if [ -n "$configured" ]; then
+            warn "--database-url $(without_password "$DATABASE_URL") ignored: $CONFIG_FILE has database_url = $(without_password "$configured"), which is kept (edit the file to change it)"
+        else
+            warn "--database-url $(without_password "$DATABASE_URL") ignored: the existing $CONFIG_FILE names no database_url (SQLite in the data directory) and is kept; to move the database, see hexvault db copy"
+        fi
     fi
+}
+
+check_pg_dump() {  # check_pg_dump [RUNNER]: pg_dump for the user who migrates, with PostgreSQL
+    [ -n "$DB_URL" ] || return 0
+    "$@" sh -c 'command -v pg_dump' >/dev/null 2>&1 ||
+        warn "pg_dump is not installed: hexvault migrate needs it to copy the PostgreSQL database before a schema change, and hexvault backup to back it up (Debian: apt-get install postgresql-client, of the server's major version or newer)"
 }
 
 # ==========================================================================================
@@ -231,15 +283,15 @@ dev_install() {
     [ -x "$venv/bin/hexvault" ] || die "pip did not install the hexvault command"
 
     dev_config "$venv/bin/python"
+    check_pg_dump
 
-    if [ -e "$DATA_DIR/hexvault.db" ]; then
-        say "$DATA_DIR is already initialized; keeping it"
-        check_complete_init
-        if [ -e "$DATA_DIR/secret_key" ]; then
-            "$venv/bin/hexvault" migrate || die "hexvault migrate failed; the database keeps its previous schema"
-        fi
+    if is_initialized; then
+        already_initialized
+        "$venv/bin/hexvault" migrate || die "hexvault migrate failed; the database keeps its previous schema"
+    elif interrupted_init; then
+        :
     else
-        say "initializing $DATA_DIR (admin: $ADMIN, organization: $ORG)"
+        say "initializing $DATA_DIR (admin: $ADMIN, organization: $ORG${DB_URL:+, database: $(without_password "$DB_URL")})"
         if [ ! -d "$DATA_DIR" ]; then
             mkdir -p "$DATA_DIR"
             chmod 0700 "$DATA_DIR"
@@ -270,6 +322,7 @@ dev_config() {  # the checkout's hexvault.toml: what this run and every later co
     local python="$1" remembered
     CONFIG_FILE="$SCRIPT_DIR/hexvault.toml"
     if [ -f "$CONFIG_FILE" ]; then
+        reconcile_database_url "$python" fill  # written below where the file named no database yet
         # A re-run keeps the port and data directory the checkout already serves, unless given.
         [ -n "$DATA_DIR" ] || DATA_DIR="$(dev_setting "$python" data_dir)"
         [ -n "$HOST" ] || HOST="$(dev_setting "$python" host)"
@@ -286,6 +339,7 @@ dev_config() {  # the checkout's hexvault.toml: what this run and every later co
             "# Every .venv/bin/hexvault command run in this checkout reads it; a re-run of" \
             "# install.sh --dev keeps data_dir, host and port unless given, and rewrites base_url" \
             "# and the TLS front's settings from its options. Other settings added here are kept." >"$CONFIG_FILE"
+        DB_URL="$DATABASE_URL"
     fi
     DATA_DIR="$(abspath "${DATA_DIR:-$SCRIPT_DIR/data}")"
     HOST="${HOST:-127.0.0.1}"
@@ -301,10 +355,11 @@ dev_config() {  # the checkout's hexvault.toml: what this run and every later co
     set_config "$python" data_dir "$(toml_string "$DATA_DIR")" host "$(toml_string "$HOST")" port "$PORT" \
         base_url "$(toml_string "$BASE_URL")" secure_cookies "$secure" trusted_proxy "$secure" \
         tls_ca_file "$(toml_string "$tls_ca")"
-    say "settings in $CONFIG_FILE (port $PORT, data $DATA_DIR)"
+    [ -z "$DB_URL" ] || set_config "$python" database_url "$(toml_string "$DB_URL")"
+    say "settings in $CONFIG_FILE (port $PORT, data $DATA_DIR${DB_URL:+, database $(without_password "$DB_URL")})"
     # That file alone decides, for this run as for later commands in the checkout.
     unset HEXVAULT_DATA_DIR HEXVAULT_HOST HEXVAULT_PORT HEXVAULT_BASE_URL HEXVAULT_SECURE_COOKIES \
-        HEXVAULT_TRUSTED_PROXY HEXVAULT_TLS_CA_FILE
+        HEXVAULT_TRUSTED_PROXY HEXVAULT_TLS_CA_FILE HEXVAULT_DATABASE_URL
     export HEXVAULT_CONFIG="$CONFIG_FILE"
 }
 
@@ -625,12 +680,14 @@ prod_install() {
             DATA_DIR="$configured"
             check_not_system_dir "$DATA_DIR" "data_dir in $CONFIG_FILE"
         fi
+        reconcile_database_url "$venv/bin/python"
         [ -z "$TLS" ] || tls_config_update "$venv"
     else
         if [ -z "$BASE_URL" ]; then
             BASE_URL="$(default_base_url)"
         fi
-        say "writing $CONFIG_FILE (base_url = $BASE_URL)"
+        DB_URL="$DATABASE_URL"
+        say "writing $CONFIG_FILE (base_url = $BASE_URL${DB_URL:+, database_url = $(without_password "$DB_URL")})"
         local tmp
         tmp="$(mktemp "$CONFIG_DIR/.hexvault.toml.XXXXXX")"
         cat >"$tmp" <<EOF
@@ -645,6 +702,12 @@ base_url = $(toml_string "$BASE_URL")
 # Organization that receives API calls without /repos/ORG (defaults to the one made by init):
 # default_organization = $(toml_string "$ORG")
 EOF
+        if [ -n "$DB_URL" ]; then
+            cat >>"$tmp" <<EOF
+# The PostgreSQL database (this file holds its password: keep it 0640 root:$SVC_USER).
+database_url = $(toml_string "$DB_URL")
+EOF
+        fi
         if [ -n "$TLS" ]; then
             cat >>"$tmp" <<EOF
 # Behind the TLS front (nginx, written by install.sh --tls-*):
@@ -666,17 +729,18 @@ EOF
     chmod 0750 "$DATA_DIR"
     as_service_user test -r "$CONFIG_FILE" || die "$SVC_USER cannot read $CONFIG_FILE"
 
-    if [ -e "$DATA_DIR/hexvault.db" ]; then
-        say "$DATA_DIR is already initialized; keeping it"
-        check_complete_init
-        if [ -e "$DATA_DIR/secret_key" ]; then
-            migrate_schema "$venv/bin/hexvault"
-        fi
+    check_pg_dump as_service_user
+    if is_initialized; then
+        already_initialized
+        migrate_schema "$venv/bin/hexvault"
+    elif interrupted_init; then
+        :
     else
-        say "initializing $DATA_DIR as $SVC_USER (admin: $ADMIN, organization: $ORG)"
+        say "initializing $DATA_DIR${DB_URL:+ and the database $(without_password "$DB_URL")} as $SVC_USER (admin: $ADMIN, organization: $ORG)"
         say "the admin password below is shown only once: store it safely"
-        (umask 027 && as_service_user "$venv/bin/hexvault" init "${INIT_ARGS[@]}")
-        [ -e "$DATA_DIR/hexvault.db" ] || warn "hexvault init finished but $DATA_DIR/hexvault.db does not exist"
+        (umask 027 && as_service_user "$venv/bin/hexvault" init "${INIT_ARGS[@]}") ||
+            die "hexvault init failed (see the error above)${DB_URL:+; if another node initialized this database, mount the data directory it shares at $DATA_DIR and run $PROG again}"
+        is_initialized || die "hexvault init finished but $DATA_DIR/secret_key does not exist"
     fi
 
     [ -z "$TLS" ] || tls_front "$venv"

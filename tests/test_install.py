@@ -8,6 +8,7 @@ runs as root in CI. The wheelhouse is built by scripts/wheelhouse.sh, which need
 cache).
 """
 
+import fcntl
 import os
 import pwd
 import re
@@ -20,10 +21,13 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
+from appliance import migrations
 from appliance.protocol import registry, signing
+from tests.pgcluster import PostgresCluster
 from tests.procserver import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,11 +43,23 @@ def offline_prefix():
 
 
 @pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheelhouse")
-    done = subprocess.run(["bash", str(REPO / "scripts" / "wheelhouse.sh"), str(out)], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+def wheelhouse(tmp_path_factory, worker_id):
+    """Built once per session: pip builds the package inside this checkout (build/), so xdist
+    workers building at once break each other's build; the first one builds, the others wait
+    for it and share the result (the session's temp root is common to its workers)."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent
+    out = root / "wheelhouse"
+    with open(root / "wheelhouse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "wheelhouse.done").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            done = subprocess.run(["bash", str(REPO / "scripts" / "wheelhouse.sh"), str(out)], capture_output=True,
+                                  text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+            (root / "wheelhouse.done").touch()
     return out
 
 
@@ -62,6 +78,16 @@ def service_user():
     yield name
     subprocess.run(["userdel", name], capture_output=True)
     subprocess.run(["groupdel", name], capture_output=True)
+
+
+@pytest.fixture
+def reachable_postgres():
+    """A PostgreSQL cluster of its own whose socket the service user can reach: the cluster keeps
+    it in a folder only its server user may enter, as a server's /run/postgresql is not."""
+    cluster = PostgresCluster().start()
+    os.chmod(cluster.dir, 0o755)
+    yield cluster
+    cluster.stop()
 
 
 @needs_root
@@ -96,17 +122,7 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     assert f"Environment=HEXVAULT_CONFIG={config}" in unit and f"ReadWritePaths={data}" in unit
 
     def serve():
-        proc = subprocess.Popen(["runuser", "-u", service_user, "--", "env", f"HEXVAULT_CONFIG={config}", str(program),
-                                 "serve"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            try:
-                requests.get(f"http://127.0.0.1:{port}/repos/acme/public_key", timeout=1)
-                return proc
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise AssertionError("the installed server did not start")
+        return serve_installed(service_user, config, program, port)
 
     def check_serving():
         public_key = signing.load_public_key(requests.get(f"http://127.0.0.1:{port}/repos/acme/public_key",
@@ -117,11 +133,6 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
         payload = registry.decode_signed(names.content, public_key)
         assert registry.decode_names(payload, "acme")["packages"] == []
         assert requests.get(f"http://127.0.0.1:{port}/repos/acme/names", timeout=10).status_code == 401
-
-    def stop(proc):
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        proc.stderr.close()
 
     proc = serve()
     try:
@@ -145,7 +156,7 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
         owners = {p.stat().st_uid for p in data.rglob("*")}
         assert owners == {user.pw_uid}
     finally:
-        stop(proc)
+        stop_installed(proc)
 
     config.write_text(config.read_text() + "\n# a local edit the upgrade must keep\n")
     again = subprocess.run(offline_prefix() + args, capture_output=True, text=True, timeout=600, cwd=root)
@@ -159,7 +170,7 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     try:
         check_serving()  # the same keys still work after the upgrade
     finally:
-        stop(proc)
+        stop_installed(proc)
 
     # The README's uninstall steps, with this install's folders and user for the defaults,
     # leave nothing of it behind.
@@ -173,6 +184,132 @@ def test_offline_production_install_serves_as_its_own_user_and_upgrades_in_place
     assert not any(folder.exists() for folder in (dirs["--prefix"], data, dirs["--config-dir"]))
     assert subprocess.run(["getent", "passwd", service_user], capture_output=True).returncode != 0
     assert subprocess.run(["getent", "group", service_user], capture_output=True).returncode != 0
+
+
+def serve_installed(service_user, config, program, port):
+    """The installed program as its unit runs it (by hand: no systemd here), once it answers."""
+    proc = subprocess.Popen(["runuser", "-u", service_user, "--", "env", f"HEXVAULT_CONFIG={config}", str(program),
+                             "serve"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        try:
+            requests.get(f"http://127.0.0.1:{port}/repos/acme/public_key", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(f"the server installed with {config} did not start")
+
+
+def stop_installed(proc):
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+
+
+@needs_root
+def test_two_nodes_install_on_one_postgresql_database_and_one_shared_data_directory(wheelhouse, service_user,
+                                                                                     server_root, reachable_postgres):
+    """README "Several nodes": install.sh on every node with the same --database-url and --data-dir.
+    Node A initializes both; node B finds them initialized and only migrates and installs its unit
+    and admin command (no second admin, the shared app secret and signing key untouched); both
+    serve A's keys; re-running A's install upgrades in place; and a node whose config names an
+    empty database stops with one error line instead of initializing it."""
+    pg = reachable_postgres
+    # Trust authentication ignores the password, so the URL can carry one that must never be printed.
+    url = pg.create_database().replace("postgresql://postgres@", "postgresql://postgres:pw-s3cret@")
+    shown_url = url.replace(":pw-s3cret@", ":***@")
+    data = server_root / "data"
+    latest = migrations.latest_version()
+
+    def install(node, port):
+        root = server_root / node
+        args = [str(wheelhouse / "install.sh"), "--wheelhouse", str(wheelhouse), "--user", service_user,
+                "--host", "127.0.0.1", "--port", str(port), "--base-url", f"http://127.0.0.1:{port}", "--no-start",
+                "--data-dir", str(data), "--database-url", url]
+        for option, folder in (("--prefix", "opt"), ("--config-dir", "etc"), ("--unit-dir", "units"),
+                               ("--bin-dir", "bin")):
+            args += [option, str(root / folder)]
+        done = subprocess.run(offline_prefix() + args, capture_output=True, text=True, timeout=600, cwd=server_root)
+        assert "pw-s3cret" not in done.stdout + done.stderr
+        return done, root / "etc" / "hexvault.toml"
+
+    def program(node):
+        return server_root / node / "opt" / "venv" / "bin" / "hexvault"
+
+    port_a, port_b = free_port(), free_port()
+    a, config_a = install("node-a", port_a)
+    assert a.returncode == 0, (a.stdout + a.stderr)[-3000:]
+    assert re.search(r"Admin password:\s+\S{12,}", a.stdout)
+    assert f"and the database {shown_url} as {service_user}" in a.stderr
+    repo_key = re.search(r"Repository key:\s+([0-9a-f]{32})", a.stdout).group(1)
+    api_key = re.search(r"API key:\s+([0-9a-f]{32})", a.stdout).group(1)
+    assert f'database_url = "{url}"' in config_a.read_text()
+    assert not (data / "hexvault.db").exists()  # the database is PostgreSQL's
+    shared = {p: p.read_bytes() for p in [data / "secret_key", *(data / "keys").iterdir()]}
+
+    b, config_b = install("node-b", port_b)
+    assert b.returncode == 0, (b.stdout + b.stderr)[-3000:]
+    assert f"{data} is already initialized (database {shown_url}); keeping it" in b.stderr
+    assert re.search(rf"^schema version {latest}: up to date$", b.stdout, re.M), b.stdout + b.stderr
+    assert "Admin password" not in b.stdout + b.stderr and "Repository key" not in b.stdout
+    assert {p: p.read_bytes() for p in [data / "secret_key", *(data / "keys").iterdir()]} == shared
+    assert f'database_url = "{url}"' in config_b.read_text()
+    assert f"ExecStart={program('node-b')} serve" in (server_root / "node-b" / "units" / "hexvault.service").read_text()
+    listed = subprocess.run([str(server_root / "node-b" / "bin" / "hexvault"), "org", "list"], capture_output=True,
+                            text=True, timeout=60)
+    assert listed.returncode == 0 and "acme" in listed.stdout, listed.stderr
+
+    def check_keys(port):
+        """The keys node A's init printed work on this node."""
+        public_key = signing.load_public_key(requests.get(f"http://127.0.0.1:{port}/repos/acme/public_key",
+                                                          timeout=10).content)
+        names = requests.get(f"http://127.0.0.1:{port}/repos/acme/names", headers={"authorization": repo_key},
+                             timeout=10)
+        assert names.status_code == 200
+        assert registry.decode_names(registry.decode_signed(names.content, public_key), "acme")["packages"] == []
+        me = requests.get(f"http://127.0.0.1:{port}/api/users/me", timeout=10,
+                          headers={"authorization": api_key, "accept": "application/json"})
+        assert me.status_code == 200 and me.json()["username"] == "admin"
+
+    nodes = [serve_installed(service_user, config_a, program("node-a"), port_a),
+             serve_installed(service_user, config_b, program("node-b"), port_b)]
+    try:
+        check_keys(port_a)
+        check_keys(port_b)
+    finally:
+        for proc in nodes:
+            stop_installed(proc)
+
+    again, _ = install("node-a", port_a)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert f"{data} is already initialized (database {shown_url}); keeping it" in again.stderr
+    assert re.search(rf"^schema version {latest}: up to date$", again.stdout, re.M), again.stdout + again.stderr
+    assert "Admin password" not in again.stdout + again.stderr
+    assert {p: p.read_bytes() for p in [data / "secret_key", *(data / "keys").iterdir()]} == shared
+    proc = serve_installed(service_user, config_a, program("node-a"), port_a)
+    try:
+        check_keys(port_a)
+    finally:
+        stop_installed(proc)
+
+    # Node B's config now names an empty database (a typo, a wrong server): its install refuses in
+    # one line, keeps the file's URL over the one given, and creates nothing in that database.
+    empty = pg.create_database().replace("postgresql://postgres@", "postgresql://postgres:pw-s3cret@")
+    config_b.write_text(config_b.read_text().replace(url, empty))
+    wrong, _ = install("node-b", port_b)
+    assert wrong.returncode != 0
+    shown_empty = empty.replace(":pw-s3cret@", ":***@")
+    assert (f"--database-url {shown_url} ignored: {config_b} has database_url = {shown_empty}, which is kept"
+            in wrong.stderr)
+    assert re.search(rf"^error: database {re.escape(shown_empty)} holds no Hexvault schema, but {data} is initialized;",
+                     wrong.stderr, re.M), wrong.stderr[-3000:]
+    assert "Traceback" not in wrong.stderr and "Admin password" not in wrong.stdout
+    with psycopg.connect(empty.replace(":pw-s3cret@", "@")) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                            ).fetchone() == (0,)
+    assert {p: p.read_bytes() for p in [data / "secret_key", *(data / "keys").iterdir()]} == shared
 
 
 def run_uninstall_steps(root, user, folders):
