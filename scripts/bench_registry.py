@@ -19,13 +19,19 @@ Prints one line per figure:
                                            filled from a bundle signed by a stand-in upstream key)
     publish_ms_median=...                  end-to-end publish latency (HTTP, validation, registry rebuild) at N
 
-Scaling out (needs wrk), each in the same run:
+Scaling out (needs wrk; scripts/bench_scaleout.py, whose docstring says how), in the same run:
     workers1_packages_rps=... workers2_packages_rps=... ratio_workers=...
                                            authenticated GET /repos/ORG/packages/NAME with `workers = 1`
                                            and `workers = 2` (target on 2 cores: >= 1.7)
+    with --postgresql, on a PostgreSQL 15 cluster started for the run (tests/pgcluster.py):
+    pg_nodes1_packages_rps=... pg_nodes2_packages_rps=... ratio_nodes=...
+                                           the same GETs against one node and against two nodes
+                                           (`hexvault serve` x2, workers = 1 each, one database, one data dir)
+    sqlite_workers1_packages_rps=... pg_nodes1_packages_rps=... ratio_pg_vs_sqlite=...
+                                           one process on each backend: the cost of PostgreSQL's
+                                           per-request generation read
     publish_ms_median_sqlite=... publish_ms_median_postgresql=...
-                                           with --postgresql: publish latency at N packages on SQLite and
-                                           on a PostgreSQL 15 cluster started for the run (tests/pgcluster.py)
+                                           publish latency at N packages on each backend
 
 With --tls (needs nginx and wrk), over HTTPS through the TLS front (scripts/bench_front.py):
     front_mirror_rps=...                   the open mirror's packages/NAME, which nginx serves from disk
@@ -37,7 +43,7 @@ With --tls (needs nginx and wrk), over HTTPS through the TLS front (scripts/benc
 Usage: scripts/bench_registry.py [--packages 1000] [--clients 32] [--seconds 10] [--publishes 20]
                                  [--mirror-packages 200] [--tls] [--postgresql] [--scale-only]
 
---scale-only measures only the workers and PostgreSQL figures.
+--scale-only measures only the scaling-out figures.
 """
 
 import argparse
@@ -58,7 +64,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from appliance import accounts, keys, orgs, packages  # noqa: E402
 from appliance.config import load_config  # noqa: E402
-from appliance import db  # noqa: E402
 from appliance.db import database  # noqa: E402
 from appliance.protocol import tarball  # noqa: E402
 from appliance.runtime import initialize, open_runtime  # noqa: E402
@@ -192,18 +197,34 @@ def lua_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def measure_wrk(port, paths, headers, clients, seconds, workdir, scheme="http"):
+def write_wrk_script(paths, headers, workdir):
+    """A wrk Lua script requesting random ``paths`` with ``headers``; its file name."""
     script = os.path.join(workdir, "bench.lua")
     with open(script, "w") as fh:
         fh.write(WRK_SCRIPT % (", ".join(lua_string(p) for p in paths),
                                ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items())))
-    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-s", script,
-                          f"{scheme}://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60).stdout
+    return script
+
+
+def wrk_command(port, script, clients, seconds, threads=2, scheme="http"):
+    return ["wrk", f"-t{threads}", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-s", script,
+            f"{scheme}://127.0.0.1:{port}/"]
+
+
+def parse_wrk(out):
+    """(requests/s, p99 in ms, non-2xx/3xx responses) from wrk's --latency report."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rps, float(p99.group(1)) * scale, int(non2xx.group(1)) if non2xx else 0
+
+
+def measure_wrk(port, paths, headers, clients, seconds, workdir, scheme="http"):
+    script = write_wrk_script(paths, headers, workdir)
+    out = subprocess.run(wrk_command(port, script, clients, seconds, scheme=scheme),
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    return parse_wrk(out)
 
 
 NGINX_CONF = """
@@ -312,44 +333,6 @@ def stop(server):
     server.wait(timeout=30)
 
 
-def measure_workers(data_dir, names, repo_key, args, tmp):
-    """Authorized packages/NAME GETs with 1 and with 2 worker processes, same data, same load."""
-    paths = [f"/repos/bench/packages/{n}" for n in names]
-    results = {}
-    for workers in (1, 2):
-        server, port = serve(data_dir, args, HEXVAULT_WORKERS=str(workers))
-        try:
-            measure_wrk(port, paths, {"authorization": repo_key}, args.clients, 2, tmp)  # warm every worker
-            rps, p99, bad = measure_wrk(port, paths, {"authorization": repo_key}, args.clients, args.seconds, tmp)
-        finally:
-            stop(server)
-        results[workers] = rps
-        print(f"workers{workers}_packages_rps={rps:.0f} p99_ms={p99:.1f} non_2xx={bad}")
-    print(f"ratio_workers={results[2] / results[1]:.2f}")
-
-
-def measure_postgresql_publish(tmp, args, sqlite_median):
-    """Publish latency at N packages with the database in PostgreSQL, beside SQLite's."""
-    from tests.pgcluster import PostgresCluster
-
-    cluster = PostgresCluster().start()
-    try:
-        data_dir = os.path.join(tmp, "data-pg")
-        url = cluster.create_database("bench")
-        _repo, api_key, fill_seconds = fill(data_dir, args.packages, url)
-        db.close_all()
-        print(f"fill_packages_postgresql={args.packages} fill_seconds={fill_seconds:.1f}")
-        server, port = serve(data_dir, args, HEXVAULT_DATABASE_URL=url)
-        try:
-            median, worst = measure_publish(port, api_key, args.publishes)
-        finally:
-            stop(server)
-        print(f"publish_ms_median_sqlite={sqlite_median:.1f} publish_ms_median_postgresql={median:.1f} "
-              f"publish_ms_max_postgresql={worst:.1f} at_packages={args.packages}")
-    finally:
-        cluster.stop()
-
-
 def measure_tls(rt, port, tar_paths, direct_tar_rps, mirror_names, auth, args, tmp):
     """The TLS front against a plain nginx over TLS (same certificate, same files) and against
     Hexvault direct; see the module docstring."""
@@ -391,11 +374,14 @@ def main():
     parser.add_argument("--threads", type=int, default=8, help="waitress threads of the server")
     parser.add_argument("--tls", action="store_true", help="also measure through the TLS front (nginx, wrk)")
     parser.add_argument("--postgresql", action="store_true",
-                        help="also measure publish latency with the database in PostgreSQL")
-    parser.add_argument("--scale-only", action="store_true", help="only the workers and PostgreSQL figures")
+                        help="also measure one vs two nodes and publish latency on PostgreSQL")
+    parser.add_argument("--scale-only", action="store_true",
+                        help="only the scaling-out figures (workers; nodes with --postgresql)")
     args = parser.parse_args()
+    import bench_scaleout  # it imports this module's helpers
+
     if args.scale_only:
-        return scale_only(args)
+        return bench_scaleout.scale_only(args)
 
     with tempfile.TemporaryDirectory(prefix="hexvault-bench-") as tmp:
         data_dir = os.path.join(tmp, "data")
@@ -450,27 +436,8 @@ def main():
                 nginx.wait(timeout=10)
             server.terminate()
             server.wait(timeout=10)
-        names = [f"pkg{i:05d}" for i in range(args.packages)]
         if shutil.which("wrk"):
-            measure_workers(data_dir, names, repo_key, args, tmp)
-        if args.postgresql:
-            measure_postgresql_publish(tmp, args, median)
-
-
-def scale_only(args):
-    with tempfile.TemporaryDirectory(prefix="hexvault-bench-") as tmp:
-        data_dir = os.path.join(tmp, "data")
-        repo_key, api_key, fill_seconds = fill(data_dir, args.packages)
-        database.close()
-        print(f"fill_packages={args.packages} fill_seconds={fill_seconds:.1f}")
-        measure_workers(data_dir, [f"pkg{i:05d}" for i in range(args.packages)], repo_key, args, tmp)
-        if args.postgresql:
-            server, port = serve(data_dir, args)
-            try:
-                median, _worst = measure_publish(port, api_key, args.publishes)
-            finally:
-                stop(server)
-            measure_postgresql_publish(tmp, args, median)
+            bench_scaleout.run(tmp, data_dir, repo_key, api_key, args, sqlite_publish_median=median)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,20 @@ point at one real stored tarball, so the fill takes seconds, not hours), names/v
 rebuilt, and `hexvault serve` is started on loopback. At each step it publishes real tarballs
 through the HTTP API and prints one line per figure:
 
-    step_packages=N releases=M publish_ms_first=... publish_ms_median=... names_ok=1 versions_ok=1 rss_mb=...
+    step_packages=N backend=sqlite releases=M publish_ms_first=... publish_ms_median=... names_ok=1 versions_ok=1
+        rss_mb=...
 
 publish_ms_first includes warming the server's index cache; the median is the steady state.
+
+With --postgresql the same organization is grown a second time in a PostgreSQL 15 cluster started
+for the run (tests/pgcluster.py; the bulk insert binds peewee to its URL), and each step is
+measured on both backends one after the other, printing a `backend=postgresql` line after the
+SQLite one and then
+
+    step_packages=N publish_ms_median_sqlite=... publish_ms_median_postgresql=... ratio_pg_vs_sqlite=...
+
 Usage: scripts/bench_scale.py [--steps 100,1000,10000] [--releases-per-package 10] [--publishes 10]
+                              [--postgresql]
 """
 
 import argparse
@@ -25,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_registry import package_bytes  # noqa: E402
 
-from appliance import accounts, keys, orgs, packages, registry_builder  # noqa: E402
+from appliance import accounts, db, keys, orgs, packages, registry_builder  # noqa: E402
 from appliance.config import load_config  # noqa: E402
 from appliance.db import database, write_tx  # noqa: E402
 from appliance.models import Package, Release, SigningKey  # noqa: E402
@@ -79,51 +89,90 @@ def rss_mb(pid):
     return float("nan")
 
 
+class Backend:
+    """One data directory and its organization, on SQLite or (``url``) PostgreSQL."""
+
+    def __init__(self, name, data_dir, url=""):
+        self.name, self.url, self.have, self.published = name, url, 0, 1
+        self.config = load_config(environ={}, data_dir=data_dir, bcrypt_rounds=4, database_url=url)
+        initialize(self.config)
+        self.rt = open_runtime(self.config)
+        with database.connection_context():
+            admin = accounts.create_user("bench", "bench-password", is_admin=True, rounds=4)
+            self.org = orgs.create("scale")
+            orgs.add_member(self.org, admin, "admin")
+            _k, self.repo_key = keys.create(self.rt.app_secret, "read", [["repository", "scale"]],
+                                            organization=self.org)
+            _k, self.api_key = keys.create(self.rt.app_secret, "write", [["api", "write"]], user=admin)
+            self.template, _ = packages.publish(self.rt, self.org, package_bytes("template", "1.0.0"))
+            self.public_key = signing.load_public_key(SigningKey.current().public_pem.encode())
+        db.close_all()
+
+    def grow_to(self, step, per_package):
+        # Bind this backend's database: the other backend's steps ran in between.
+        db.init_database(self.config.database_target, state_dir=self.config.data_path)
+        with database.connection_context():
+            grow(self.rt, self.org, self.template, self.have, step, per_package)
+        db.close_all()
+        self.have = step
+
+    def measure(self, args):
+        """Publish ``args.publishes`` packages through a fresh server and check names/versions."""
+        server = ServerProcess(self.config.data_dir, env={"HEXVAULT_DATABASE_URL": self.url}).start()
+        try:
+            port = server.port
+            timings = [publish(port, self.api_key, f"fresh{self.have}x{i:03d}") for i in range(args.publishes)]
+            self.published += args.publishes
+            names = registry.decode_names(
+                registry.decode_signed(fetch(port, self.repo_key, "names"), self.public_key), "scale")
+            versions = registry.decode_versions(
+                registry.decode_signed(fetch(port, self.repo_key, "versions"), self.public_key), "scale")
+            names_ok = len(names["packages"]) == self.have + self.published
+            versions_ok = sum(len(p["versions"]) for p in versions["packages"]) == \
+                self.have * args.releases_per_package + self.published
+            median = statistics.median(timings[1:])
+            print(f"step_packages={self.have} backend={self.name} releases={self.have * args.releases_per_package} "
+                  f"publish_ms_first={timings[0]:.1f} publish_ms_median={median:.1f} "
+                  f"names_ok={int(names_ok)} versions_ok={int(versions_ok)} rss_mb={rss_mb(server.proc.pid):.0f}",
+                  flush=True)
+            return median
+        finally:
+            server.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", default="100,1000,10000")
     parser.add_argument("--releases-per-package", type=int, default=10)
     parser.add_argument("--publishes", type=int, default=10)
+    parser.add_argument("--postgresql", action="store_true",
+                        help="also on PostgreSQL (a cluster started for the run), step by step beside SQLite")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
 
+    cluster = None
     with tempfile.TemporaryDirectory(prefix="hexvault-scale-") as tmp:
-        config = load_config(environ={}, data_dir=os.path.join(tmp, "data"), bcrypt_rounds=4)
-        initialize(config)
-        rt = open_runtime(config)
-        database.connect()
-        admin = accounts.create_user("bench", "bench-password", is_admin=True, rounds=4)
-        org = orgs.create("scale")
-        orgs.add_member(org, admin, "admin")
-        _k, repo_key = keys.create(rt.app_secret, "read", [["repository", "scale"]], organization=org)
-        _k, api_key = keys.create(rt.app_secret, "write", [["api", "write"]], user=admin)
-        template, _ = packages.publish(rt, org, package_bytes("template", "1.0.0"))
-        public_key = signing.load_public_key(SigningKey.current().public_pem.encode())
-        have, published = 0, 1
-        for step in steps:
-            grow(rt, org, template, have, step, args.releases_per_package)
-            have = step
-            database.close()
-            server = ServerProcess(config.data_dir).start()
-            try:
-                port = server.port
-                timings = [publish(port, api_key, f"fresh{step}x{i:03d}") for i in range(args.publishes)]
-                published += args.publishes
-                names = registry.decode_names(registry.decode_signed(fetch(port, repo_key, "names"), public_key),
-                                              "scale")
-                versions = registry.decode_versions(
-                    registry.decode_signed(fetch(port, repo_key, "versions"), public_key), "scale")
-                expected_packages = have + published
-                names_ok = len(names["packages"]) == expected_packages
-                versions_ok = sum(len(p["versions"]) for p in versions["packages"]) == \
-                    have * args.releases_per_package + published
-                print(f"step_packages={have} releases={have * args.releases_per_package} "
-                      f"publish_ms_first={timings[0]:.1f} publish_ms_median={statistics.median(timings[1:]):.1f} "
-                      f"names_ok={int(names_ok)} versions_ok={int(versions_ok)} rss_mb={rss_mb(server.proc.pid):.0f}",
-                      flush=True)
-            finally:
-                server.stop()
-            database.connect()
+        try:
+            backends = [Backend("sqlite", os.path.join(tmp, "data"))]
+            if args.postgresql:
+                from tests.pgcluster import PostgresCluster
+
+                cluster = PostgresCluster().start()
+                backends.append(Backend("postgresql", os.path.join(tmp, "data-pg"), cluster.create_database("scale")))
+            for step in steps:
+                medians = {}
+                # Both backends at one step, one after the other: the machine's load drifts
+                # less between them than between two whole runs.
+                for backend in backends:
+                    backend.grow_to(step, args.releases_per_package)
+                    medians[backend.name] = backend.measure(args)
+                if len(medians) == 2:
+                    print(f"step_packages={step} publish_ms_median_sqlite={medians['sqlite']:.1f} "
+                          f"publish_ms_median_postgresql={medians['postgresql']:.1f} "
+                          f"ratio_pg_vs_sqlite={medians['postgresql'] / medians['sqlite']:.2f}", flush=True)
+        finally:
+            if cluster is not None:
+                cluster.stop()
 
 
 if __name__ == "__main__":
