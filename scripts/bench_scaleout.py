@@ -53,7 +53,7 @@ def measure_workers(data_dir, paths, auth, args, tmp):
 
 def wrk_split(ports, paths, auth, clients, seconds, tmp):
     """One wrk per port, started together, 1 thread and clients/len(ports) connections each:
-    (summed requests/s, worst p99 ms, summed non-2xx)."""
+    (summed requests/s, worst p99 ms, summed non-2xx, requests/s per port)."""
     script = write_wrk_script(paths, auth, tmp)
     share = clients // len(ports)
     runs = []
@@ -67,7 +67,8 @@ def wrk_split(ports, paths, auth, clients, seconds, tmp):
             if run.poll() is None:
                 run.kill()
                 run.wait()
-    return sum(r[0] for r in results), max(r[1] for r in results), sum(r[2] for r in results)
+    per_port = [r[0] for r in results]
+    return sum(per_port), max(r[1] for r in results), sum(r[2] for r in results), per_port
 
 
 def measure_nodes(data_dir, url, paths, auth, args, tmp):
@@ -83,13 +84,15 @@ def measure_nodes(data_dir, url, paths, auth, args, tmp):
                 measure_wrk(port, paths, auth, args.clients, 2, tmp)  # warm every node
             if count == 1:
                 rps, p99, bad = measure_wrk(ports[0], paths, auth, args.clients, args.seconds, tmp)
+                per_node = [rps]
             else:
-                rps, p99, bad = wrk_split(ports, paths, auth, args.clients, args.seconds, tmp)
+                rps, p99, bad, per_node = wrk_split(ports, paths, auth, args.clients, args.seconds, tmp)
         finally:
             for server, _port in nodes:
                 stop(server)
         results[count] = rps
-        print(f"pg_nodes{count}_packages_rps={rps:.0f} p99_ms={p99:.1f} non_2xx={bad}", flush=True)
+        print(f"pg_nodes{count}_packages_rps={rps:.0f} p99_ms={p99:.1f} non_2xx={bad} "
+              f"per_node={'+'.join(f'{r:.0f}' for r in per_node)}", flush=True)
     print(f"ratio_nodes={results[2] / results[1]:.2f}", flush=True)
     return results
 
