@@ -7,8 +7,9 @@ rebuilt, and `hexvault serve` is started on loopback. At each step it publishes 
 through the HTTP API and prints one line per figure:
 
     step_packages=N backend=sqlite releases=M publish_ms_first=... publish_ms_median=... names_ok=1 versions_ok=1
-        rss_mb=...
+        rss_mb=... load1=...
 
+load1 is the 1-minute load average when the step was measured (the machine may be shared).
 publish_ms_first includes warming the server's index cache; the median is the steady state.
 
 With --postgresql the same organization is grown a second time in a PostgreSQL 15 cluster started
@@ -133,7 +134,8 @@ class Backend:
             median = statistics.median(timings[1:])
             print(f"step_packages={self.have} backend={self.name} releases={self.have * args.releases_per_package} "
                   f"publish_ms_first={timings[0]:.1f} publish_ms_median={median:.1f} "
-                  f"names_ok={int(names_ok)} versions_ok={int(versions_ok)} rss_mb={rss_mb(server.proc.pid):.0f}",
+                  f"names_ok={int(names_ok)} versions_ok={int(versions_ok)} rss_mb={rss_mb(server.proc.pid):.0f} "
+                  f"load1={os.getloadavg()[0]:.1f}",
                   flush=True)
             return median
         finally:

@@ -35,6 +35,12 @@ from bench_registry import fill, measure_publish, measure_wrk, parse_wrk, serve,
 from appliance import db
 
 
+def load():
+    """The 1-minute load average as the figure is printed (it counts this benchmark's own
+    server and wrk too): on a shared machine, what the figure was measured under."""
+    return f"load1={os.getloadavg()[0]:.1f}"
+
+
 def measure_workers(data_dir, paths, auth, args, tmp):
     """Requests/s with `workers = 2` and `workers = 1` on the same data and load; {workers: rps}."""
     results = {}
@@ -46,7 +52,7 @@ def measure_workers(data_dir, paths, auth, args, tmp):
         finally:
             stop(server)
         results[workers] = rps
-        print(f"workers{workers}_packages_rps={rps:.0f} p99_ms={p99:.1f} non_2xx={bad}", flush=True)
+        print(f"workers{workers}_packages_rps={rps:.0f} p99_ms={p99:.1f} non_2xx={bad} {load()}", flush=True)
     print(f"ratio_workers={results[2] / results[1]:.2f}", flush=True)
     return results
 
@@ -92,7 +98,7 @@ def measure_nodes(data_dir, url, paths, auth, args, tmp):
                 stop(server)
         results[count] = rps
         print(f"pg_nodes{count}_packages_rps={rps:.0f} p99_ms={p99:.1f} non_2xx={bad} "
-              f"per_node={'+'.join(f'{r:.0f}' for r in per_node)}", flush=True)
+              f"per_node={'+'.join(f'{r:.0f}' for r in per_node)} {load()}", flush=True)
     print(f"ratio_nodes={results[2] / results[1]:.2f}", flush=True)
     return results
 
@@ -134,7 +140,7 @@ def run(tmp, data_dir, repo_key, api_key, args, sqlite_publish_median=None):
             finally:
                 stop(server)
             print(f"publish_ms_median_sqlite={sqlite_publish_median:.1f} publish_ms_median_postgresql={median:.1f} "
-                  f"publish_ms_max_postgresql={worst:.1f} at_packages={args.packages}", flush=True)
+                  f"publish_ms_max_postgresql={worst:.1f} at_packages={args.packages} {load()}", flush=True)
     finally:
         if cluster is not None:
             cluster.stop()
