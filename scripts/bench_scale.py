@@ -94,7 +94,9 @@ class Backend:
     """One data directory and its organization, on SQLite or (``url``) PostgreSQL."""
 
     def __init__(self, name, data_dir, url=""):
-        self.name, self.url, self.have, self.published = name, url, 0, 1
+        self.name, self.url = name, url
+        self.have = 0  # packages bulk-inserted so far
+        self.published = 1  # packages published for real, the template first
         self.config = load_config(environ={}, data_dir=data_dir, bcrypt_rounds=4, database_url=url)
         initialize(self.config)
         self.rt = open_runtime(self.config)
