@@ -7,7 +7,7 @@ run with wrk installed); not a benchmark of its own. Every figure is authorized
   data directory filled with the same N packages in it: ONE node, then TWO nodes (two
   `hexvault serve` processes, workers = 1 each, one database_url, one data directory, so one app
   secret). One node on PostgreSQL is printed next to one worker on SQLite: what the per-request
-  read of the generation row (appliance/db.py) costs. Then publish latency on each backend.
+  read of the change counter (appliance/generation.py) costs. Then publish latency on each backend.
 
 The order (workers 2, workers 1, one node, two nodes) puts each pair that makes a ratio next to
 each other in time, so load from other jobs on the machine drifts as little as possible between
