@@ -146,17 +146,26 @@ class Slapd:
         import ssl
 
         import ldap3
+        from ldap3.core.exceptions import LDAPStartTLSError
 
         tls = ldap3.Tls(ca_certs_file=str(self.tls.ca_cert), validate=ssl.CERT_REQUIRED)
-        conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=self.port, tls=tls), ROOT_DN, ROOT_PASSWORD)
-        try:
-            conn.open()
-            conn.start_tls()
-            assert conn.bind(), conn.result
-        except BaseException:
-            conn.unbind()  # closes the socket of a connection that got nowhere
-            raise
-        return conn
+        server = ldap3.Server("127.0.0.1", port=self.port, tls=tls, get_info=ldap3.NONE)
+        for attempt in range(3):
+            conn = ldap3.Connection(server, ROOT_DN, ROOT_PASSWORD)
+            try:
+                conn.open()
+                conn.start_tls()
+                assert conn.bind(), conn.result
+                return conn
+            except LDAPStartTLSError:
+                # slapd on a loaded machine now and then refuses a connection's first StartTLS
+                # with operationsError ("operations outstanding"); a new connection is accepted.
+                conn.unbind()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                conn.unbind()  # closes the socket of a connection that got nowhere
+                raise
 
     def set_members(self, cn, members):
         import ldap3
