@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import threading
 
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase
@@ -172,6 +173,8 @@ class PostgresqlBackend:
 
     def __init__(self, url, busy_timeout_ms):
         self.url = url
+        self._waiting = {}  # lock name -> the session of this process's last failed try_lock
+        self._waiting_guard = threading.Lock()
         self.busy_timeout_ms = int(busy_timeout_ms)
         # Each waitress thread keeps the connection it took (as it does with SQLite); the pool
         # is what lets close_all reach the connections of other threads.
@@ -183,6 +186,10 @@ class PostgresqlBackend:
 
     def close_all(self):
         self.db.close_all()
+        with self._waiting_guard:
+            waiting, self._waiting = self._waiting, {}
+        for conn in waiting.values():
+            conn.close()
 
     @contextlib.contextmanager
     def write_atomic(self, bump=True):
@@ -267,11 +274,28 @@ class PostgresqlBackend:
                  str(path))
 
     def try_lock(self, name):
-        import psycopg
-
         # A connection of its own: the lock lives as long as the session, whatever the
         # request threads do with theirs; it goes with the process (or node) that holds it.
-        # Named, so pg_stat_activity shows which process holds it.
+        # A try that fails keeps its connection for the next try (every few seconds, in every
+        # process that does not hold the lock) instead of opening a new session each time.
+        with self._waiting_guard:
+            conn = self._waiting.pop(name, None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._lock_session(name)
+        try:
+            if conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_id(name),)).fetchone()[0]:
+                return Held(conn.close, lambda: _answers(conn))
+        except BaseException:
+            conn.close()
+            raise
+        with self._waiting_guard:
+            self._waiting[name] = conn
+        return None
+
+    def _lock_session(self, name):
+        import psycopg
+
+        # Named, so pg_stat_activity shows which process holds (or waits for) which lock.
         conn = psycopg.connect(self.url, autocommit=True, application_name=f"hexvault {name} pid {os.getpid()}",
                                connect_timeout=10, **TCP_TIMEOUTS)
         try:
@@ -280,13 +304,10 @@ class PostgresqlBackend:
             # wait (tcp_user_timeout), has given the work up before then.
             for setting, value in LOCK_SESSION_SERVER.items():
                 conn.execute(f"SET {setting} = {int(value)}")
-            if conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_id(name),)).fetchone()[0]:
-                return Held(conn.close, lambda: _answers(conn))
         except BaseException:
             conn.close()
             raise
-        conn.close()
-        return None
+        return conn
 
 
 LOCK_SESSION_SERVER = dict(tcp_keepalives_idle=10, tcp_keepalives_interval=5, tcp_keepalives_count=3)

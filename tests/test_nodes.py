@@ -445,3 +445,21 @@ def test_workers_on_postgresql_each_talk_on_sessions_of_their_own(runtime, confi
         assert owners == set(workers), (owners, workers, server.proc.pid)
     finally:
         server.stop()
+
+
+def test_a_node_waiting_for_a_duty_retries_on_one_session(cluster):
+    """Every process not holding a duty's lock tries again every few seconds; each try on a new
+    connection would be a new PostgreSQL session (a fork on the server) per duty, per process."""
+    url = cluster.config.database_url
+    holders = wait_for(lambda: watcher_holders(cluster.config.data_path, url))
+    waiter = next(node.proc.pid for node in cluster.nodes if node.proc.pid != holders[0])
+    query = ("SELECT pid, query_start FROM pg_stat_activity WHERE application_name = %s")
+    with psycopg.connect(url, autocommit=True) as conn:
+        def sessions():
+            return conn.execute(query, (f"hexvault drop-folder pid {waiter}",)).fetchall()
+
+        first = wait_for(lambda: sessions())
+        assert len(first) == 1
+        # A later try shows as a later query on a session; the same one, not a new one.
+        later = wait_for(lambda: [s for s in sessions() if s[1] > first[0][1]], seconds=30)
+        assert later and later[0][0] == first[0][0] and len(sessions()) == 1
