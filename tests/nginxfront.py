@@ -14,6 +14,7 @@ from pathlib import Path
 
 from appliance import front
 from appliance.front import selfsigned
+from tests.procserver import stop_process
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 AS_ROOT = os.geteuid() == 0
@@ -109,13 +110,7 @@ class NginxFront:
         self.proc.send_signal(signal.SIGHUP)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGQUIT)
         if self.proc and self.proc.stderr:
             self.proc.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import psycopg
+from tests.procserver import stop_process
 
 PORT = 5432  # only names the socket file: the cluster listens on no TCP port
 
@@ -85,15 +86,9 @@ class PostgresCluster:
         return self.url(name)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            # Immediate shutdown: the cluster is thrown away, so its shutdown checkpoint (tens of
-            # seconds after a long session on a busy machine) would be wasted.
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        # Immediate shutdown: the cluster is thrown away, so its shutdown checkpoint (tens of
+        # seconds after a long session on a busy machine) would be wasted.
+        stop_process(self.proc, signal.SIGQUIT, timeout=30)
         if self._log_file is not None:
             self._log_file.close()
         if self.dir:

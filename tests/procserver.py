@@ -14,6 +14,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(proc, signum=signal.SIGTERM, timeout=10.0):
+    """Stop a child service by its PID: ``signum`` (its own clean or fast shutdown), then SIGKILL
+    if it is still there after ``timeout`` seconds. Does nothing to one that already exited."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signum)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class ServerProcess:
     def __init__(self, data_dir, port=None, env=None, output=None, workers=1):
         """``env``: more environment variables for the server (they win over the defaults);
@@ -66,12 +79,7 @@ class ServerProcess:
 
     def stop(self):
         """Stop the server; returns what it wrote to stderr (its log)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.proc)
         log = ""
         if self.proc and self.proc.stderr and not self.proc.stderr.closed:
             log = self.proc.stderr.read().decode(errors="replace")

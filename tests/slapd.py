@@ -4,11 +4,11 @@ LDIF with slapadd, stopped by PID. /work/shared/test-services.md §2 is the reci
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 
 from tests.nginxfront import AS_ROOT, free_port, make_tls, service_ids, world_dir
+from tests.procserver import stop_process
 
 SLAPD = shutil.which("slapd") or ("/usr/sbin/slapd" if os.path.exists("/usr/sbin/slapd") else None)
 SLAPADD = shutil.which("slapadd") or ("/usr/sbin/slapadd" if os.path.exists("/usr/sbin/slapadd") else None)
@@ -130,13 +130,7 @@ class Slapd:
                 time.sleep(0.05)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc is not None:
             self.proc.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
